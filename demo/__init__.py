@@ -1,0 +1,1 @@
+"""probewarp.demo: applications built on the library: the ``probewarp`` command line and the flythrough."""
