@@ -72,7 +72,8 @@ def texel_solid_angles(R: int) -> np.ndarray:
     Returns
     -------
     omega : (6, R, R) float64
-        Sums to ``4 pi`` up to the midpoint rule's error (< 0.5 % for R >= 4).
+        Sums to ``4 pi`` up to the midpoint rule's error (about ``0.25 / R^2``
+        relative: 1.5 % at R = 4, 0.1 % at R = 16).
     """
     c = texel_coords(R)
     tc, sc = np.meshgrid(c, c, indexing="ij")

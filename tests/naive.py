@@ -1,0 +1,164 @@
+"""Slow, obvious oracles in plain numpy (stumpy ``tests/naive.py`` style).
+
+Each function here is written from DESIGN-NOTES directly, by a different
+method than the library's fast path, so that agreement means something:
+
+- texel -> direction from the literal table of DESIGN-NOTES §1;
+- direction -> texel from OpenGL's Table 8.19 (major axis, sc, tc);
+- seamless bilinear sampling on faces padded with a one-texel border, each
+  border texel found by brute force (the nearest texel centre of another face
+  to the shared edge point), corners the mean of their three neighbours;
+- the sphere warp of §3 with the documented miss rule (discriminant clamped
+  at 0: the ray's closest approach to the centre);
+- decoding per DESIGN-NOTES §4.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def naive_texel_direction(face: int, s: float, t: float, R: int) -> np.ndarray:
+    """Direction (unnormalised) through continuous texel position (s, t) of ``face``.
+
+    ``s, t`` are in texel units: texel k's centre is at k (this function adds
+    the 0.5 itself), so ``s = -0.5`` is the left edge.
+    """
+    sc = 2.0 * (s + 0.5) / R - 1.0
+    tc = 2.0 * (t + 0.5) / R - 1.0
+    table = {
+        0: (1.0, -tc, -sc),   # +X
+        1: (-1.0, -tc, sc),   # -X
+        2: (sc, 1.0, tc),     # +Y
+        3: (sc, -1.0, -tc),   # -Y
+        4: (sc, -tc, 1.0),    # +Z
+        5: (-sc, -tc, -1.0),  # -Z
+    }
+    return np.array(table[face], dtype=np.float64)
+
+
+def naive_all_directions(R: int) -> np.ndarray:
+    """(6, R, R, 3) unit directions, by looping over the §1 table."""
+    out = np.empty((6, R, R, 3))
+    for f in range(6):
+        for t in range(R):
+            for s in range(R):
+                d = naive_texel_direction(f, s, t, R)
+                out[f, t, s] = d / np.linalg.norm(d)
+    return out
+
+
+def naive_direction_to_texel(d, R: int):
+    """OpenGL Table 8.19: face and continuous texel coords (s, t) (centre of k at k)."""
+    rx, ry, rz = (float(v) for v in d)
+    ax, ay, az = abs(rx), abs(ry), abs(rz)
+    if ax >= ay and ax >= az:
+        face, ma, sc, tc = (0, ax, -rz, -ry) if rx >= 0 else (1, ax, rz, -ry)
+    elif ay >= az:
+        face, ma, sc, tc = (2, ay, rx, rz) if ry >= 0 else (3, ay, rx, -rz)
+    else:
+        face, ma, sc, tc = (4, az, rx, -ry) if rz >= 0 else (5, az, -rx, -ry)
+    s = (sc / ma + 1.0) / 2.0 * R - 0.5
+    t = (tc / ma + 1.0) / 2.0 * R - 0.5
+    return face, s, t
+
+
+def naive_pad_cube(faces: np.ndarray) -> np.ndarray:
+    """(6, R, R, C) -> (6, R+2, R+2, C): each face with a border from its neighbours."""
+    faces = np.asarray(faces, dtype=np.float64)
+    R, C = faces.shape[1], faces.shape[3]
+    dirs = naive_all_directions(R).reshape(-1, 3)
+    face_of = np.repeat(np.arange(6), R * R)
+    flat = faces.reshape(-1, C)
+    out = np.zeros((6, R + 2, R + 2, C))
+    out[:, 1:-1, 1:-1] = faces
+    for f in range(6):
+        others = face_of != f
+        for t in range(-1, R + 1):
+            for s in range(-1, R + 1):
+                off_s, off_t = not (0 <= s < R), not (0 <= t < R)
+                if off_s == off_t:
+                    continue  # inside (done) or a corner (below)
+                # the point on the shared edge: clamp the off coordinate to the edge
+                se = min(max(s, -0.5), R - 0.5)
+                te = min(max(t, -0.5), R - 0.5)
+                e = naive_texel_direction(f, se, te, R)
+                e /= np.linalg.norm(e)
+                score = np.where(others, dirs @ e, -np.inf)
+                out[f, t + 1, s + 1] = flat[int(np.argmax(score))]
+        for t, s in ((-1, -1), (-1, R), (R, -1), (R, R)):
+            ts, ss = t + 1, s + 1
+            dt = 1 if t < 0 else -1
+            ds = 1 if s < 0 else -1
+            out[f, ts, ss] = (out[f, ts + dt, ss] + out[f, ts, ss + ds] + out[f, ts + dt, ss + ds]) / 3.0
+    return out
+
+
+def naive_sample_cube(faces: np.ndarray, dirs: np.ndarray) -> np.ndarray:
+    """Seamless bilinear sampling: (6, R, R, C), (..., 3) -> (..., C) float64."""
+    faces = np.asarray(faces, dtype=np.float64)
+    R, C = faces.shape[1], faces.shape[3]
+    padded = naive_pad_cube(faces)
+    d = np.asarray(dirs, dtype=np.float64).reshape(-1, 3)
+    out = np.empty((d.shape[0], C))
+    for n in range(d.shape[0]):
+        f, s, t = naive_direction_to_texel(d[n], R)
+        s, t = s + 1.0, t + 1.0  # padded coordinates
+        s0, t0 = int(np.floor(s)), int(np.floor(t))
+        a, b = s - s0, t - t0
+        out[n] = ((1 - a) * (1 - b) * padded[f, t0, s0] + a * (1 - b) * padded[f, t0, s0 + 1]
+                  + (1 - a) * b * padded[f, t0 + 1, s0] + a * b * padded[f, t0 + 1, s0 + 1])
+    return out.reshape(np.shape(dirs)[:-1] + (C,))
+
+
+def naive_warp_direction(x, c, rho, d) -> np.ndarray:
+    """DESIGN-NOTES §3, one ray at a time: the direction from centre c to where
+    the ray x + t d meets the sphere of radius rho (far root). Misses use the
+    point of closest approach (discriminant clamped at 0). rho = inf -> d."""
+    d = np.asarray(d, dtype=np.float64)
+    d = d / np.linalg.norm(d)
+    if not np.isfinite(rho):
+        return d
+    o = np.asarray(x, dtype=np.float64) - np.asarray(c, dtype=np.float64)
+    b = float(o @ d)
+    q2 = float(o @ o) - rho * rho
+    disc = max(b * b - q2, 0.0)
+    t = -b + np.sqrt(disc)
+    s = o + t * d
+    return s / np.linalg.norm(s)
+
+
+def naive_tonemap(v):
+    v = np.maximum(np.asarray(v, dtype=np.float64), 0.0)
+    return (v / (1.0 + v)) ** (1.0 / 2.2)
+
+
+def naive_solid_angle_weights(R: int) -> np.ndarray:
+    """(6, R, R) texel solid angles from §1, normalised to sum 1."""
+    w = np.empty((6, R, R))
+    for f in range(6):
+        for t in range(R):
+            for s in range(R):
+                sc = 2 * (s + 0.5) / R - 1
+                tc = 2 * (t + 0.5) / R - 1
+                w[f, t, s] = (2 / R) ** 2 / (1 + sc * sc + tc * tc) ** 1.5
+    return w / w.sum()
+
+
+def naive_psnr(ref: np.ndarray, test: np.ndarray) -> float:
+    """DESIGN-NOTES §5 PSNR: (P, 6, R, R, 3) arrays, pooled MSE over probes."""
+    R = ref.shape[2]
+    w = naive_solid_angle_weights(R)
+    mses = []
+    for p in range(ref.shape[0]):
+        e = ((naive_tonemap(ref[p]) - naive_tonemap(test[p])) ** 2).mean(axis=-1)
+        mses.append(float((e * w).sum()))
+    return 10.0 * np.log10(1.0 / np.mean(mses))
+
+
+def naive_log_rmse(ref: np.ndarray, test: np.ndarray) -> float:
+    R = ref.shape[2]
+    w = naive_solid_angle_weights(R)
+    lr = np.log1p(np.maximum(ref, 0.0))
+    lt = np.log1p(np.maximum(test, 0.0))
+    mses = [float((((lr[p] - lt[p]) ** 2).mean(axis=-1) * w).sum()) for p in range(ref.shape[0])]
+    return float(np.sqrt(np.mean(mses)))
