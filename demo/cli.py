@@ -1,0 +1,277 @@
+"""The ``probewarp`` command line: parses options, calls the library, prints.
+
+Exit codes (documented in the README and in ``--help``):
+
+====  ==========================================================
+0     success
+2     usage error (unknown option, missing argument)
+3     bad input (a file, probe or field is invalid; nothing written)
+4     runtime failure (GL context, disk, a worker died, ...)
+====  ==========================================================
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from probewarp.baker import config
+from probewarp.baker.errors import InputError, ProbewarpError
+
+EPILOG = """exit codes: 0 ok, 2 usage error, 3 bad input (nothing is written), 4 runtime failure.
+Conventions (cubemap faces, probe-set layout, warp, metrics): see README and docs/."""
+
+
+def _progress(desc: str, total: int | None = None, unit: str = "probe"):
+    """A tqdm bar on stderr; silent when stderr is not a terminal."""
+    from tqdm.auto import tqdm
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, file=sys.stderr, dynamic_ncols=True)
+
+
+def _err(msg: str) -> None:
+    print(f"probewarp: error: {msg}", file=sys.stderr)
+
+
+def _fmt_summary(summary: dict) -> str:
+    width = max(len(k) for k in summary)
+    lines = []
+    for k, v in summary.items():
+        if isinstance(v, float):
+            v = f"{v:.6g}"
+        lines.append(f"  {k:<{width}}  {v}")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------
+# subcommands
+# ---------------------------------------------------------------------------
+
+def _load_scene(spec: str, seed: int):
+    from probewarp.runtime.scene import Scene
+    if spec == "builtin":
+        return Scene.builtin(seed=seed)
+    path = Path(spec)
+    if not path.exists():
+        raise InputError(f"{spec}: scene file not found")
+    return Scene.load(path)
+
+
+def cmd_capture(args) -> int:
+    from probewarp.runtime.capture import capture_grid
+    scene = _load_scene(args.scene, args.seed)
+    lo, hi = args.lo, args.hi
+    if lo is None or hi is None:
+        if args.scene != "builtin":
+            raise InputError("--lo and --hi are required for a scene file (only 'builtin' has default bounds)")
+        blo, bhi = scene.builtin_grid()
+        lo = lo if lo is not None else blo
+        hi = hi if hi is not None else bhi
+    n = args.n
+    total = int(n[0]) * int(n[1]) * int(n[2])
+    t0 = time.perf_counter()
+    with _progress("capture", total) as bar:
+        probes = capture_grid(scene, lo, hi, n, args.res, supersample=args.supersample,
+                              progress=lambda k: bar.update(k))
+    dt = time.perf_counter() - t0
+    probes.save(args.output)
+    print(f"captured {probes.n_probes} probes at R={probes.resolution} in {dt:.1f} s "
+          f"({probes.n_probes / max(dt, 1e-9):.0f} probes/s) -> {args.output}")
+    return config.EXIT_OK
+
+
+def cmd_import(args) -> int:
+    from probewarp.baker.hdrio import import_folder
+    probes = import_folder(args.folder, args.csv, args.res, layout=args.layout)
+    report = None
+    if args.sanitize:
+        report = probes.validate(name=str(args.csv), sanitize=True)
+    else:
+        probes.validate(name=str(args.csv))
+    probes.save(args.output)
+    if report is not None:
+        print(report.summary())
+    print(f"imported {probes.n_probes} probes at R={probes.resolution} -> {args.output}")
+    return config.EXIT_OK
+
+
+def cmd_export(args) -> int:
+    from probewarp.baker.hdrio import export_exr_folder
+    from probewarp.baker.probeset import ProbeSet
+    probes = ProbeSet.load(args.input)
+    export_exr_folder(probes, args.output, layout=args.layout)
+    print(f"wrote {probes.n_probes} EXR files ({args.layout}) and positions.csv -> {args.output}")
+    return config.EXIT_OK
+
+
+def _is_archive(path: Path) -> bool:
+    return path.suffix == ".pwa"
+
+
+def cmd_info(args) -> int:
+    path = Path(args.input)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if _is_archive(path):
+        from probewarp.runtime.archive import ArchiveReader
+        with ArchiveReader(path) as ar:
+            summary = ar.summary()
+    else:
+        from probewarp.baker.probeset import ProbeSet
+        summary = ProbeSet.load(path).summary()
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        print(f"{path}:")
+        print(_fmt_summary(summary))
+    return config.EXIT_OK
+
+
+def cmd_validate(args) -> int:
+    path = Path(args.input)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if _is_archive(path):
+        from probewarp.runtime.archive import ArchiveReader
+        with ArchiveReader(path) as ar:
+            ar.validate()
+        print(f"{path}: ok")
+        return config.EXIT_OK
+    from probewarp.baker.probeset import ProbeSet
+    probes = ProbeSet.load(path)
+    if args.sanitize:
+        if args.output is None:
+            raise InputError("--sanitize needs -o OUT: the input is never modified in place")
+        report = probes.validate(name=str(path), sanitize=True)
+        probes.save(args.output)
+        print(report.summary())
+        print(f"repaired copy -> {args.output}")
+    else:
+        probes.validate(name=str(path))
+        print(f"{path}: ok ({probes.n_probes} probes, R={probes.resolution})")
+    return config.EXIT_OK
+
+
+def cmd_demo(args) -> int:
+    """The built-in end-to-end job. Grows with the project: capture now."""
+    from probewarp.runtime.capture import capture_grid
+    from probewarp.runtime.scene import Scene
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scene = Scene.builtin(seed=args.seed)
+    lo, hi = scene.builtin_grid()
+    n = args.n
+    total = int(n[0]) * int(n[1]) * int(n[2])
+    t0 = time.perf_counter()
+    with _progress("capture builtin scene", total) as bar:
+        probes = capture_grid(scene, lo, hi, n, args.res, progress=lambda k: bar.update(k))
+    dt = time.perf_counter() - t0
+    path = out / "probes.npz"
+    probes.save(path)
+    print(f"built-in scene: {probes.n_probes} probes at R={probes.resolution} captured in {dt:.1f} s -> {path}")
+    print(_fmt_summary(probes.summary()))
+    return config.EXIT_OK
+
+
+# ---------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="probewarp",
+        description="Compress grids of 360-degree HDR light probes into warped, blended prototype cubemaps.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name, func, help_, description=None):
+        sp = sub.add_parser(name, help=help_, description=description or help_, epilog=EPILOG,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        sp.set_defaults(func=func)
+        return sp
+
+    sp = add("capture", cmd_capture, "render HDR probe cubemaps on a regular grid from a mesh scene",
+             "Render HDR probe cubemaps on a regular grid from a mesh scene (OBJ or glTF, or 'builtin',\n"
+             "a procedural scene with near, mid and far geometry), headless on EGL. Sky with a sun,\n"
+             "sun shadows and sky ambient; supersampled and box-filtered down to --res.")
+    sp.add_argument("scene", metavar="SCENE", help="OBJ/glTF/GLB file, or 'builtin'")
+    sp.add_argument("--lo", nargs=3, type=float, metavar=("X", "Y", "Z"),
+                    help="first probe centre of the grid (default for 'builtin': its walkable area)")
+    sp.add_argument("--hi", nargs=3, type=float, metavar=("X", "Y", "Z"), help="last probe centre of the grid")
+    sp.add_argument("--n", nargs=3, type=int, metavar=("NX", "NY", "NZ"), required=True,
+                    help="probes along x, y, z")
+    sp.add_argument("--res", type=int, default=16, metavar="R", help="cubemap face resolution (default 16)")
+    sp.add_argument("--supersample", type=int, default=4, metavar="S",
+                    help="render at R*S and box-filter down (default 4)")
+    sp.add_argument("--seed", type=int, default=0, help="seed of the built-in scene (default 0)")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT", help="probe set to write (.npz or .zarr)")
+
+    sp = add("import", cmd_import, "import a folder of 360-degree HDR images plus a CSV of positions",
+             "Import a folder of 360-degree images (equirectangular or horizontal cube-cross; .exr or .hdr)\n"
+             "listed in a CSV of name,x,y,z, resampled with area filtering to cubemaps of --res.")
+    sp.add_argument("folder", metavar="FOLDER")
+    sp.add_argument("--csv", required=True, metavar="CSV", help="name,x,y,z per probe (header optional)")
+    sp.add_argument("--res", type=int, default=16, metavar="R", help="cubemap face resolution (default 16)")
+    sp.add_argument("--layout", choices=["auto", "equirect", "cross"], default="auto",
+                    help="image layout (default: detected from the aspect ratio)")
+    sp.add_argument("--sanitize", action="store_true",
+                    help="repair NaN/Inf, negative radiance and duplicate positions, and report what was done")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT", help="probe set to write (.npz or .zarr)")
+
+    sp = add("export", cmd_export, "export a probe set to a folder of EXR files for inspection")
+    sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
+    sp.add_argument("--layout", choices=["cross", "equirect"], default="cross", help="image layout (default cross)")
+    sp.add_argument("-o", "--output", required=True, metavar="FOLDER")
+
+    sp = add("info", cmd_info, "summarise a probe set or an archive")
+    sp.add_argument("input", metavar="PATH", help="probe set (.npz/.zarr) or archive (.pwa)")
+    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    sp = add("validate", cmd_validate, "check a probe set or an archive fully (exit 0 ok, 3 bad)",
+             "Check every probe of a probe set (shapes, dtypes, NaN/Inf, negative radiance, duplicate\n"
+             "positions, grid description) or every page of an archive (checksums, bounds).\n"
+             "With --sanitize -o OUT, write a repaired copy of a probe set and report the repairs.")
+    sp.add_argument("input", metavar="PATH")
+    sp.add_argument("--sanitize", action="store_true", help="repair a probe set instead of rejecting it")
+    sp.add_argument("-o", "--output", metavar="OUT", help="where --sanitize writes the repaired copy")
+
+    sp = add("demo", cmd_demo, "run the main job on the built-in scene",
+             "Run the main job end to end on the built-in procedural scene and write everything to --out.")
+    sp.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    sp.add_argument("--n", nargs=3, type=int, default=(16, 4, 16), metavar=("NX", "NY", "NZ"),
+                    help="probe grid (default 16 4 16)")
+    sp.add_argument("--res", type=int, default=16, metavar="R", help="probe resolution (default 16)")
+    sp.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse: --help is 0, usage errors are 2
+        return int(e.code or 0)
+    try:
+        return int(args.func(args))
+    except InputError as e:
+        _err(str(e))
+        return config.EXIT_BAD_INPUT
+    except FileNotFoundError as e:
+        _err(f"{e.filename}: no such file")
+        return config.EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return config.EXIT_RUNTIME
+    except ProbewarpError as e:
+        _err(str(e))
+        return config.EXIT_RUNTIME
+    except Exception as e:  # anything unexpected is a runtime failure, with its cause
+        _err(f"{type(e).__name__}: {e}")
+        if "PROBEWARP_DEBUG" in __import__("os").environ:
+            raise
+        return config.EXIT_RUNTIME
+
+
+if __name__ == "__main__":
+    sys.exit(main())
