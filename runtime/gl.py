@@ -1,0 +1,431 @@
+"""GL contexts and the raw cube-map-array texture of the runtime.
+
+moderngl 5.13 has no cube-map arrays (/work/shared/PITFALLS.md), so
+:class:`CubemapArray` makes a ``GL_TEXTURE_CUBE_MAP_ARRAY`` with PyOpenGL
+calls on the context moderngl made current. Shaders bind it with
+``layout(binding = N) uniform samplerCubeArray ...;`` and Python calls
+:meth:`CubemapArray.bind` with the same ``N`` (moderngl silently ignores
+setting a ``samplerCubeArray`` uniform's value).
+
+Memory layout: a probe set's faces ``(P, 6, R, R, C)`` (DESIGN-NOTES §1) are
+exactly what ``glTexSubImage3D(GL_TEXTURE_CUBE_MAP_ARRAY, ...)`` expects, with
+layer-face ``6 * p + f`` at depth ``6 * p + f``: no flips, no reordering. The
+CPU twin of what the sampler does is :func:`probewarp.baker.cubemap.sample_cube`.
+
+Notes
+-----
+PyOpenGL picks its platform (EGL, GLX, ...) once, when ``OpenGL`` is first
+imported. This module imports it lazily, in :func:`_gl`, after
+``os.environ.setdefault("PYOPENGL_PLATFORM", "egl")``: right for the headless
+contexts of :func:`create_context`. A host application that renders through a
+GLX window and embeds probewarp with :func:`context_from_current` should set
+``PYOPENGL_PLATFORM=glx`` itself before importing anything that imports
+``OpenGL`` (with GLVND the core entry points dispatch to the current context
+either way, but extension lookups go through the platform's loader).
+
+Raw GL state this module touches (texture binding of the unit it uses, pixel
+(un)pack parameters and buffer bindings) is saved and restored around each
+call, so moderngl's own state tracking stays valid. Textures are not released
+in ``__del__``: the context may already be gone then. Call
+:meth:`CubemapArray.release` (or use it as a context manager).
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+
+import numpy as np
+import moderngl
+
+#: ``GL_TEXTURE_CUBE_MAP_SEAMLESS``: filter across cube faces (GL 3.2 core).
+GL_TEXTURE_CUBE_MAP_SEAMLESS = 0x884F
+
+#: Names of GL error codes, for messages.
+_GL_ERRORS = {
+    0x0500: "GL_INVALID_ENUM",
+    0x0501: "GL_INVALID_VALUE",
+    0x0502: "GL_INVALID_OPERATION",
+    0x0503: "GL_STACK_OVERFLOW",
+    0x0504: "GL_STACK_UNDERFLOW",
+    0x0505: "GL_OUT_OF_MEMORY",
+    0x0506: "GL_INVALID_FRAMEBUFFER_OPERATION",
+}
+
+#: Internal formats :class:`CubemapArray` accepts, by name -> GL enum name.
+INTERNAL_FORMATS = {
+    "rgba16f": "GL_RGBA16F",
+    "rgba32f": "GL_RGBA32F",
+    # Shared-exponent RGB: 4 bytes a texel. Upload float data; the driver packs
+    # (moderngl rejects packed RGB9E5 data, PITFALLS.md).
+    "rgb9e5": "GL_RGB9_E5",
+}
+
+
+def _gl():
+    """The ``OpenGL.GL`` module, imported with ``PYOPENGL_PLATFORM`` defaulting to EGL."""
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    from OpenGL import GL  # noqa: PLC0415 (lazy on purpose: platform choice)
+    return GL
+
+
+# ---------------------------------------------------------------------------
+# contexts
+# ---------------------------------------------------------------------------
+
+def _prepare(ctx: moderngl.Context, require: int) -> moderngl.Context:
+    if ctx.version_code < require:
+        raise RuntimeError(f"GL context is {ctx.version_code}, probewarp needs {require}")
+    # Seamless cube filtering is global state in GL >= 3.2 core; our CPU
+    # convention (baker/cubemap.py, _cube_taps) assumes it.
+    ctx.enable_direct(GL_TEXTURE_CUBE_MAP_SEAMLESS)
+    check_gl_error("glEnable(GL_TEXTURE_CUBE_MAP_SEAMLESS)", ctx)
+    return ctx
+
+
+def create_context(require: int = 450) -> moderngl.Context:
+    """A headless standalone GL context through EGL, current on return.
+
+    Parameters
+    ----------
+    require : int
+        Minimum GL version as moderngl spells it (450 = GL 4.5 core: compute
+        shaders, ``texture(samplerCubeArray, ...)``, ``glTexStorage3D``).
+
+    Returns
+    -------
+    moderngl.Context
+        With ``GL_TEXTURE_CUBE_MAP_SEAMLESS`` enabled. Works on Mesa llvmpipe
+        without a GPU or a display.
+
+    Raises
+    ------
+    Exception
+        Whatever moderngl/glcontext raise when EGL is unavailable (tests turn
+        that into a skip, see ``tests/conftest.py``).
+    """
+    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    ctx = moderngl.create_standalone_context(backend="egl", require=require)
+    return _prepare(ctx, require)
+
+
+def context_from_current(require: int = 450, ctx: moderngl.Context | None = None) -> moderngl.Context:
+    """Use the GL context a host renderer already made current.
+
+    Parameters
+    ----------
+    require : int
+        Minimum GL version (see :func:`create_context`).
+    ctx : moderngl.Context, optional
+        The host's own moderngl context, if it has one (moderngl-window,
+        ...). Without it, the context current on this thread (EGL first, then
+        GLX, as moderngl's ``DefaultLoader`` looks) is wrapped with
+        ``moderngl.init_context()``, which also makes it
+        ``moderngl.get_context()``'s answer.
+
+    Returns
+    -------
+    moderngl.Context
+        Seamless cube filtering enabled (a global switch: it changes the
+        host's cube sampling too, to the filtering every GL >= 3.2 renderer
+        should use anyway). Releasing it does not destroy the host's context.
+
+    Notes
+    -----
+    ``moderngl.create_context()`` is not used: once any moderngl context
+    exists it goes through glcontext's backends, whose EGL backend cannot
+    attach to a current context ("unknown mode").
+    """
+    if ctx is None:
+        moderngl.init_context()
+        ctx = moderngl.get_context()
+    return _prepare(ctx, require)
+
+
+def check_gl_error(where: str, ctx: moderngl.Context | None = None) -> None:
+    """Raise ``RuntimeError`` naming ``where`` if GL has an error pending.
+
+    Drains every pending error flag (GL may hold several), so a raised error
+    does not leak into the next check. With ``ctx`` the check goes through
+    moderngl (``ctx.error``), otherwise through PyOpenGL's ``glGetError``.
+    """
+    errors = []
+    for _ in range(16):  # GL implementations hold at most a few flags
+        if ctx is not None:
+            e = ctx.error
+            if e == "GL_NO_ERROR":
+                break
+        else:
+            code = int(_gl().glGetError())
+            if code == 0:
+                break
+            e = _GL_ERRORS.get(code, hex(code))
+        errors.append(e)
+    if errors:
+        raise RuntimeError(f"{where} failed: {', '.join(errors)}")
+
+
+def _call(where: str, fn, *args):
+    """Call a PyOpenGL function; GL errors become ``RuntimeError`` naming ``where``."""
+    from OpenGL.error import GLError  # noqa: PLC0415
+    try:
+        out = fn(*args)
+    except GLError as exc:  # PyOpenGL's own per-call check (OpenGL.ERROR_CHECKING)
+        name = _GL_ERRORS.get(int(exc.err), hex(int(exc.err))) if exc.err else str(exc)
+        raise RuntimeError(f"{where} failed: {name}") from None
+    check_gl_error(where)  # when PyOpenGL's checking is switched off
+    return out
+
+
+# ---------------------------------------------------------------------------
+# cube-map arrays
+# ---------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def _pixel_store(GL, pack: bool):
+    """Tightly packed pixel transfer from client memory; restores GL state after."""
+    if pack:
+        buf_target, buf_binding = GL.GL_PIXEL_PACK_BUFFER, GL.GL_PIXEL_PACK_BUFFER_BINDING
+        names = ("GL_PACK_ALIGNMENT", "GL_PACK_ROW_LENGTH", "GL_PACK_IMAGE_HEIGHT",
+                 "GL_PACK_SKIP_PIXELS", "GL_PACK_SKIP_ROWS", "GL_PACK_SKIP_IMAGES")
+    else:
+        buf_target, buf_binding = GL.GL_PIXEL_UNPACK_BUFFER, GL.GL_PIXEL_UNPACK_BUFFER_BINDING
+        names = ("GL_UNPACK_ALIGNMENT", "GL_UNPACK_ROW_LENGTH", "GL_UNPACK_IMAGE_HEIGHT",
+                 "GL_UNPACK_SKIP_PIXELS", "GL_UNPACK_SKIP_ROWS", "GL_UNPACK_SKIP_IMAGES")
+    enums = [getattr(GL, n) for n in names]
+    saved = [int(GL.glGetIntegerv(e)) for e in enums]
+    saved_buf = int(GL.glGetIntegerv(buf_binding))
+    GL.glBindBuffer(buf_target, 0)  # else the data pointer is read as a buffer offset
+    for e in enums:
+        GL.glPixelStorei(e, 1 if e == enums[0] else 0)
+    try:
+        yield
+    finally:
+        for e, v in zip(enums, saved):
+            GL.glPixelStorei(e, v)
+        GL.glBindBuffer(buf_target, saved_buf)
+
+
+class CubemapArray:
+    """A ``GL_TEXTURE_CUBE_MAP_ARRAY`` of ``layers`` cubemaps, ``R x R`` per face.
+
+    Parameters
+    ----------
+    ctx : moderngl.Context
+        Must be current (raw GL calls go to the current context).
+    resolution : int
+        ``R``, face width and height of level 0.
+    layers : int
+        Number of cubemaps (texture depth ``6 * layers``).
+    internal_format : {"rgba16f", "rgba32f", "rgb9e5"}
+    levels : int
+        Mip levels, ``1 <= levels <= floor(log2 R) + 1``. Storage is immutable
+        (``glTexStorage3D``); fill the levels with :meth:`upload` or
+        :meth:`generate_mipmaps`.
+
+    Notes
+    -----
+    Filtering is linear (``GL_LINEAR``; ``GL_LINEAR_MIPMAP_LINEAR`` for the
+    minifier when ``levels > 1``), wrapping clamp-to-edge (ignored across
+    faces under seamless filtering, which :func:`create_context` enables).
+    Sampled layer ``p`` in GLSL is ``texture(tex, vec4(dir, p))``; the values
+    match :func:`probewarp.baker.cubemap.sample_cube` on ``faces[p]`` to within
+    the GPU's bilinear-weight precision (``tests/test_gl_cubearray.py``
+    measures it). No border colour, no anisotropy: left out on purpose.
+    """
+
+    def __init__(self, ctx: moderngl.Context, resolution: int, layers: int,
+                 internal_format: str = "rgba16f", levels: int = 1):
+        GL = _gl()
+        R, layers, levels = int(resolution), int(layers), int(levels)
+        if internal_format not in INTERNAL_FORMATS:
+            raise ValueError(f"internal_format must be one of {sorted(INTERNAL_FORMATS)}, "
+                             f"got {internal_format!r}")
+        if R < 1 or layers < 1:
+            raise ValueError(f"resolution and layers must be >= 1, got {R}, {layers}")
+        max_levels = R.bit_length()  # floor(log2 R) + 1
+        if not 1 <= levels <= max_levels:
+            raise ValueError(f"levels must be in [1, {max_levels}] for R={R}, got {levels}")
+        max_layers = int(GL.glGetIntegerv(GL.GL_MAX_ARRAY_TEXTURE_LAYERS)) // 6
+        max_size = int(GL.glGetIntegerv(GL.GL_MAX_CUBE_MAP_TEXTURE_SIZE))
+        if layers > max_layers or R > max_size:
+            raise ValueError(f"{layers} layers of {R}^2 exceed this GL's limits "
+                             f"({max_layers} cube layers, {max_size}^2 faces)")
+        self._ctx = ctx
+        self._R, self._layers, self._levels = R, layers, levels
+        self._format = internal_format
+        self._glo = 0
+        check_gl_error("GL state before CubemapArray creation (not probewarp's)", ctx)
+        glo = int(_call("glGenTextures", GL.glGenTextures, 1))
+        self._glo = glo
+        ifmt = getattr(GL, INTERNAL_FORMATS[internal_format])
+        T = GL.GL_TEXTURE_CUBE_MAP_ARRAY
+        try:
+            with self._bound(GL):
+                _call(f"glTexStorage3D({INTERNAL_FORMATS[internal_format]}, levels={levels}, "
+                      f"{R}x{R}x{6 * layers})", GL.glTexStorage3D, T, levels, ifmt, R, R, 6 * layers)
+                min_filter = GL.GL_LINEAR_MIPMAP_LINEAR if levels > 1 else GL.GL_LINEAR
+                for pname, value in ((GL.GL_TEXTURE_MIN_FILTER, min_filter),
+                                     (GL.GL_TEXTURE_MAG_FILTER, GL.GL_LINEAR),
+                                     (GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE),
+                                     (GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE),
+                                     (GL.GL_TEXTURE_WRAP_R, GL.GL_CLAMP_TO_EDGE),
+                                     (GL.GL_TEXTURE_BASE_LEVEL, 0),
+                                     (GL.GL_TEXTURE_MAX_LEVEL, levels - 1)):
+                    _call("glTexParameteri", GL.glTexParameteri, T, pname, value)
+        except Exception:
+            self.release()
+            raise
+
+    # -- properties ---------------------------------------------------------
+    @property
+    def glo(self) -> int:
+        """GL texture name (0 once released)."""
+        return self._glo
+
+    @property
+    def resolution(self) -> int:
+        """``R``, face size of level 0."""
+        return self._R
+
+    @property
+    def layers(self) -> int:
+        """Number of cubemaps."""
+        return self._layers
+
+    @property
+    def levels(self) -> int:
+        """Number of mip levels allocated."""
+        return self._levels
+
+    @property
+    def internal_format(self) -> str:
+        """One of :data:`INTERNAL_FORMATS`' keys."""
+        return self._format
+
+    def __repr__(self) -> str:
+        return (f"CubemapArray(glo={self._glo}, resolution={self._R}, layers={self._layers}, "
+                f"internal_format={self._format!r}, levels={self._levels})")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    # -- GL -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def _bound(self, GL):
+        """Bind on moderngl's scratch texture unit; restore that unit's binding after."""
+        if not self._glo:
+            raise RuntimeError("CubemapArray was released")
+        saved_unit = int(GL.glGetIntegerv(GL.GL_ACTIVE_TEXTURE))
+        GL.glActiveTexture(GL.GL_TEXTURE0 + self._ctx.default_texture_unit)
+        saved = int(GL.glGetIntegerv(GL.GL_TEXTURE_BINDING_CUBE_MAP_ARRAY))
+        GL.glBindTexture(GL.GL_TEXTURE_CUBE_MAP_ARRAY, self._glo)
+        try:
+            yield
+        finally:
+            GL.glBindTexture(GL.GL_TEXTURE_CUBE_MAP_ARRAY, saved)
+            GL.glActiveTexture(saved_unit)
+
+    def upload(self, layer_start: int, data: np.ndarray, level: int = 0) -> None:
+        """Write ``n`` whole cubemaps, starting at layer ``layer_start``.
+
+        Parameters
+        ----------
+        layer_start : int
+            First cubemap written (``zoffset = 6 * layer_start``).
+        data : (n, 6, r, r, C) float16 or float32, C in {3, 4}
+            ``r = max(1, R >> level)``; DESIGN-NOTES §1 layout, uploaded as is
+            with one ``glTexSubImage3D``. Three channels leave alpha at 1 when
+            sampled. float64 is converted to float32. For ``rgba16f``,
+            float32 data is rounded to nearest float16 here (clamped to
+            +-65504), not by the driver (Mesa truncates), so the texture holds
+            exactly ``data.astype(float16)``. For ``rgb9e5`` the driver packs
+            the float data per EXT_texture_shared_exponent (negative values
+            become 0, values above 65408 clamp; exact to the spec's encoder on
+            llvmpipe).
+        level : int
+            Mip level written.
+        """
+        GL = _gl()
+        data = np.asarray(data)
+        if data.dtype == np.float64:
+            data = data.astype(np.float32)
+        if data.dtype not in (np.float16, np.float32):
+            raise TypeError(f"data must be float16 or float32, got {data.dtype}")
+        if not 0 <= level < self._levels:
+            raise ValueError(f"level must be in [0, {self._levels}), got {level}")
+        r = max(1, self._R >> level)
+        if data.ndim != 5 or data.shape[1:4] != (6, r, r) or data.shape[4] not in (3, 4):
+            raise ValueError(f"data must be (n, 6, {r}, {r}, 3 or 4) for level {level}, "
+                             f"got {data.shape}")
+        n = data.shape[0]
+        if n == 0:
+            return
+        if layer_start < 0 or layer_start + n > self._layers:
+            raise ValueError(f"layers [{layer_start}, {layer_start + n}) out of [0, {self._layers})")
+        if self._format == "rgba16f" and data.dtype == np.float32:
+            # Round to nearest on the CPU: Mesa converts float -> half by
+            # truncation (measured on llvmpipe: half the texels 1 ulp low).
+            # Values beyond +-65504 clamp (numpy would give inf).
+            fp16_max = float(np.finfo(np.float16).max)
+            data = np.clip(data, -fp16_max, fp16_max).astype(np.float16)
+        data = np.ascontiguousarray(data)
+        fmt = GL.GL_RGBA if data.shape[4] == 4 else GL.GL_RGB
+        typ = GL.GL_HALF_FLOAT if data.dtype == np.float16 else GL.GL_FLOAT
+        ptr = ctypes.c_void_p(data.ctypes.data)  # float16 has no PyOpenGL type mapping
+        with self._bound(GL), _pixel_store(GL, pack=False):
+            _call(f"glTexSubImage3D(level={level}, zoffset={6 * layer_start}, "
+                  f"{r}x{r}x{6 * n}, {data.dtype})", GL.glTexSubImage3D,
+                  GL.GL_TEXTURE_CUBE_MAP_ARRAY, level, 0, 0, 6 * int(layer_start),
+                  r, r, 6 * n, fmt, typ, ptr)
+
+    def read(self, level: int = 0) -> np.ndarray:
+        """Read a whole level back (``glGetTexImage``), for tests and debugging.
+
+        Returns
+        -------
+        (layers, 6, r, r, 4) float32
+            ``r = max(1, R >> level)``; what the texture stores, decoded to
+            float (fp16 / RGB9E5 rounding included; alpha 1 for rgb9e5).
+        """
+        GL = _gl()
+        if not 0 <= level < self._levels:
+            raise ValueError(f"level must be in [0, {self._levels}), got {level}")
+        r = max(1, self._R >> level)
+        out = np.empty((self._layers, 6, r, r, 4), np.float32)
+        with self._bound(GL), _pixel_store(GL, pack=True):
+            _call(f"glGetTexImage(level={level})", GL.glGetTexImage,
+                  GL.GL_TEXTURE_CUBE_MAP_ARRAY, level, GL.GL_RGBA, GL.GL_FLOAT,
+                  ctypes.c_void_p(out.ctypes.data))
+        return out
+
+    def bind(self, unit: int) -> None:
+        """Bind to texture unit ``unit`` (the GLSL ``layout(binding = unit)``).
+
+        Leaves ``GL_ACTIVE_TEXTURE`` as it was.
+        """
+        GL = _gl()
+        if not self._glo:
+            raise RuntimeError("CubemapArray was released")
+        saved_unit = int(GL.glGetIntegerv(GL.GL_ACTIVE_TEXTURE))
+        GL.glActiveTexture(GL.GL_TEXTURE0 + int(unit))
+        _call(f"glBindTexture(unit={unit})", GL.glBindTexture, GL.GL_TEXTURE_CUBE_MAP_ARRAY, self._glo)
+        GL.glActiveTexture(saved_unit)
+
+    def generate_mipmaps(self) -> None:
+        """Fill levels ``1..levels-1`` from level 0 (``glGenerateMipmap``: the
+        driver's 2x2 box filter per face, no filtering across faces)."""
+        GL = _gl()
+        with self._bound(GL):
+            _call("glGenerateMipmap(GL_TEXTURE_CUBE_MAP_ARRAY)", GL.glGenerateMipmap,
+                  GL.GL_TEXTURE_CUBE_MAP_ARRAY)
+
+    def release(self) -> None:
+        """Delete the GL texture (idempotent)."""
+        if self._glo:
+            GL = _gl()
+            glo, self._glo = self._glo, 0
+            _call("glDeleteTextures", GL.glDeleteTextures, 1, [glo])
