@@ -33,6 +33,29 @@ DUPLICATE_POSITION_REL_TOL = 1.0e-6
 FP16_MAX = 65504.0
 #: Relative round-trip tolerance of float16 storage (10-bit mantissa).
 FP16_REL_TOL = 2.0 ** -11
+#: Grid check: a probe is "on" its grid point when within this distance,
+#: relative to max(bounding-box diagonal, largest |coordinate|) (float32
+#: positions carry ~6e-8 relative error; a mis-ordered grid is off by whole
+#: spacings, so any grid with fewer than ~1e5 points per axis is told apart).
+GRID_POSITION_REL_TOL = 1.0e-5
+#: Sanitising: what +Inf radiance becomes (NaN and negative values become 0).
+SANITIZE_POSINF_VALUE = FP16_MAX
+#: Chunked (zarr) probe stores: probes per chunk along the probe axis, at
+#: most; fewer when one chunk would exceed ZARR_CHUNK_MAX_BYTES uncompressed.
+ZARR_CHUNK_PROBES = 256
+ZARR_CHUNK_MAX_BYTES = 64 * 2 ** 20
+#: Probes per batch when an in-memory set is walked chunk-wise (validation,
+#: statistics, saving).
+ITER_BATCH_PROBES = 256
+#: Format tag and version written into chunked stores' attributes.
+PROBESET_FORMAT = "probewarp.probeset"
+PROBESET_FORMAT_VERSION = 1
+
+# --- HDR image import / export ----------------------------------------------
+#: Sub-samples per output texel (per axis) when resampling images to cubes.
+IMPORT_SUPERSAMPLE = 4
+#: Image file suffixes the importer reads (lower case).
+HDR_SUFFIXES = (".exr", ".hdr")
 
 # --- tonemap of the published metric (DESIGN-NOTES §5) ---------------------
 TONEMAP_GAMMA = 2.2

@@ -83,12 +83,11 @@ def cmd_capture(args) -> int:
 
 def cmd_import(args) -> int:
     from probewarp.baker.hdrio import import_folder
-    probes = import_folder(args.folder, args.csv, args.res, layout=args.layout)
-    report = None
-    if args.sanitize:
-        report = probes.validate(name=str(args.csv), sanitize=True)
-    else:
-        probes.validate(name=str(args.csv))
+    # import_folder validates (errors name the CSV line); with --sanitize it
+    # leaves that to the repair pass instead.
+    probes = import_folder(args.folder, args.csv, args.res, layout=args.layout,
+                           validate=not args.sanitize)
+    report = probes.validate(name=str(args.csv), sanitize=True) if args.sanitize else None
     probes.save(args.output)
     if report is not None:
         print(report.summary())
@@ -139,7 +138,7 @@ def cmd_validate(args) -> int:
         print(f"{path}: ok")
         return config.EXIT_OK
     from probewarp.baker.probeset import ProbeSet
-    probes = ProbeSet.load(path)
+    probes = ProbeSet.load(path, validate=False)
     if args.sanitize:
         if args.output is None:
             raise InputError("--sanitize needs -o OUT: the input is never modified in place")
