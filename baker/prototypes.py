@@ -1,0 +1,430 @@
+"""The learner: warped prototypes and N-sparse codes (DESIGN-NOTES §3-§6).
+
+:class:`ProbeCodec` is an estimator (scikit-learn style): ``__init__`` only
+stores parameters, :meth:`ProbeCodec.fit` learns, learned state ends in
+``_``, :meth:`ProbeCodec.encode` codes new probes with fixed prototypes and
+:meth:`ProbeCodec.decode` reconstructs at any position.
+
+The method, per outer iteration (each step never increases the loss):
+
+1. **Prototype update**: for fixed codes and geometry every warp is a linear
+   bilinear-sampling operator, so all prototype texels solve one weighted
+   least-squares problem ``min ||Y - A J||_W^2 + lam ||J - J_prev||^2``,
+   solved jointly by conjugate gradients on matrix-free warp/adjoint kernels
+   (:mod:`.kernels`), warm-started at the current prototypes. ``lam`` is small
+   and keeps texels no probe sees where they were.
+2. **Geometry update**: every prototype's radius is refit by a line search
+   over a few scale factors on the probes that use it; the set of changes is
+   kept only if the total loss went down.
+3. **Coding**: for each probe, non-negative orthogonal matching pursuit picks
+   N prototypes among candidates: the spatially nearest ones plus the ones
+   whose content correlates best. A probe keeps its old code when the new one
+   is not better.
+
+The loss is the published metric's (DESIGN-NOTES §5): prototypes live in the
+tonemapped domain ``T(v) = (v / (1 + v))^(1/2.2)`` and are blended there; the
+decoder inverts ``T`` (``domain='tonemap'``, the default). ``domain='linear'``
+blends linear radiance and approximates the tonemapped error by iteratively
+reweighted least squares (weights ``T'(v)^2`` refreshed every iteration).
+``benchmarks/bench_bake.py`` measures both.
+
+Notes
+-----
+Centres are not refit (only radii): moving a centre changes which probes see
+which texels and was left for later. Prototypes at ``Rp = k R`` model each
+probe texel as the mean of ``k x k`` warped sub-samples (a box filter over its
+footprint), so higher-resolution prototypes are constrained by many slightly
+shifted low-resolution views.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from . import config
+from . import kernels as K
+from .cubemap import downsample_box, resample_cube, texel_directions, texel_weights
+from .errors import InputError
+from .metrics import inverse_tonemap, tonemap
+from . import texformats
+
+
+# ---------------------------------------------------------------------------
+# helpers shared by fit / encode / decode
+# ---------------------------------------------------------------------------
+
+def sub_directions(R: int, k: int) -> np.ndarray:
+    """Sub-texel unit directions: (6*R*R, k*k, 3) float64, texel order of §1."""
+    d = texel_directions(R * k)                              # (6, Rk, Rk, 3)
+    d = d.reshape(6, R, k, R, k, 3).transpose(0, 1, 3, 2, 4, 5)
+    return np.ascontiguousarray(d.reshape(6 * R * R, k * k, 3))
+
+
+def to_domain(faces: np.ndarray, domain: str) -> np.ndarray:
+    """(P, 6, R, R, 3) linear radiance -> (P, 6R^2, 3) float32 in the blend domain."""
+    P = faces.shape[0]
+    f = np.asarray(faces, dtype=np.float32).reshape(P, -1, 3)
+    if domain == "tonemap":
+        return tonemap(f).astype(np.float32)
+    return np.maximum(f, 0.0).astype(np.float32)
+
+
+def from_domain(Y: np.ndarray, domain: str, R: int) -> np.ndarray:
+    """Inverse of :func:`to_domain`: (P, 6R^2, 3) -> (P, 6, R, R, 3) float32 radiance."""
+    P = Y.shape[0]
+    v = inverse_tonemap(Y) if domain == "tonemap" else np.maximum(Y, 0.0)
+    return v.astype(np.float32).reshape(P, 6, R, R, 3)
+
+
+def _content_features(Y: np.ndarray, R: int) -> np.ndarray:
+    """Low-resolution content descriptor: (P, 6*r*r*3) with r = min(R, 4), solid-angle weighted."""
+    r = 4 if R % 4 == 0 else (2 if R % 2 == 0 else 1)
+    P = Y.shape[0]
+    low = downsample_box(Y.reshape(P, 6, R, R, 3), R // r)
+    w = np.sqrt(texel_weights(r))[None, :, :, :, None]
+    return (low * w).reshape(P, -1).astype(np.float64)
+
+
+def _kmeanspp(X: np.ndarray, M: int, rng: np.random.Generator, n_lloyd: int = 8) -> np.ndarray:
+    """k-means++ seeding plus Lloyd iterations; returns labels (P,) int64."""
+    P = X.shape[0]
+    sq = np.einsum("ij,ij->i", X, X)
+    centres = np.empty((M, X.shape[1]))
+    first = int(rng.integers(P))
+    centres[0] = X[first]
+    d2 = np.maximum(sq - 2 * X @ centres[0] + sq[first], 0.0)
+    for m in range(1, M):
+        tot = d2.sum()
+        j = int(rng.choice(P, p=d2 / tot)) if tot > 0 else int(rng.integers(P))
+        centres[m] = X[j]
+        d2 = np.minimum(d2, np.maximum(sq - 2 * X @ X[j] + sq[j], 0.0))
+    labels = np.zeros(P, np.int64)
+    for _ in range(n_lloyd):
+        dist = sq[:, None] - 2 * X @ centres.T + np.einsum("ij,ij->i", centres, centres)[None]
+        labels = np.argmin(dist, axis=1)
+        counts = np.bincount(labels, minlength=M)
+        for m in np.flatnonzero(counts == 0):    # empty cluster: take the worst-fit point
+            far = int(np.argmax(dist[np.arange(P), labels]))
+            labels[far] = m
+            counts = np.bincount(labels, minlength=M)
+        sums = np.zeros_like(centres)
+        np.add.at(sums, labels, X)
+        centres = sums / counts[:, None]
+    return labels
+
+
+class ProbeCodec:
+    """Warped prototypes with N-sparse codes.
+
+    Parameters
+    ----------
+    n_prototypes : int
+        M, prototypes per page (<= number of probes).
+    n_taps : int
+        N, prototypes blended per probe (2-5 typical).
+    prototype_res : int or None
+        Rp; ``None`` -> ``2 R``. If larger than R it must be a multiple of it.
+    domain : 'tonemap' | 'linear'
+        Where prototypes are blended (see module notes).
+    warp : bool
+        False fixes every radius at infinity: the no-warp dictionary.
+    fit_radius : bool
+        Refit radii each outer iteration (ignored without warp).
+    radius : float or None
+        Initial radius; ``None`` -> a quarter of the probe bounding-box diagonal
+        (at least four probe spacings).
+    n_iter : int
+        Outer iterations.
+    n_cg : int
+        Conjugate-gradient steps per prototype update.
+    n_near, n_content : int
+        Candidates per probe: spatially nearest prototypes, plus best-correlated.
+    texel_format : str
+        Stored prototype texel format (:mod:`.texformats`), used by the
+        quantisation-aware finish.
+    seed : int
+    reg : float
+        Proximal regulariser of the prototype update, relative to the mean
+        data term per texel.
+    progress : callable or None
+        ``progress(stage: str, info: dict)`` after every phase.
+
+    Attributes
+    ----------
+    centres_ : (M, 3) float64
+    radii_ : (M,) float64 (``inf`` without warp)
+    prototypes_ : (M, 6, Rp, Rp, 3) float32, in the blend domain, quantised
+    indices_ : (P, N) int32
+    weights_ : (P, N) float32, quantised
+    positions_ : (P, 3) float64
+    history_ : list of dict, one per phase: stage, iteration, loss, psnr_db, seconds
+    """
+
+    def __init__(self, n_prototypes=256, n_taps=4, prototype_res=None, domain="tonemap", warp=True,
+                 fit_radius=True, radius=None, n_iter=4, n_cg=8, n_near=24, n_content=8,
+                 texel_format="rgba16f", seed=0, reg=1e-2, progress=None):
+        self.n_prototypes = n_prototypes
+        self.n_taps = n_taps
+        self.prototype_res = prototype_res
+        self.domain = domain
+        self.warp = warp
+        self.fit_radius = fit_radius
+        self.radius = radius
+        self.n_iter = n_iter
+        self.n_cg = n_cg
+        self.n_near = n_near
+        self.n_content = n_content
+        self.texel_format = texel_format
+        self.seed = seed
+        self.reg = reg
+        self.progress = progress
+
+    # -- validation ---------------------------------------------------------
+    def _check(self, positions, faces):
+        positions = np.asarray(positions, dtype=np.float64)
+        faces = np.asarray(faces)
+        if positions.ndim != 2 or positions.shape[1] != 3:
+            raise InputError(f"positions: expected (P, 3), got {positions.shape}")
+        if faces.ndim != 5 or faces.shape[1] != 6 or faces.shape[2] != faces.shape[3] or faces.shape[4] != 3:
+            raise InputError(f"faces: expected (P, 6, R, R, 3), got {faces.shape}")
+        if faces.shape[0] != positions.shape[0]:
+            raise InputError(f"faces has {faces.shape[0]} probes but positions has {positions.shape[0]}")
+        if self.domain not in ("tonemap", "linear"):
+            raise InputError(f"domain must be 'tonemap' or 'linear', not {self.domain!r}")
+        if not 1 <= self.n_taps <= 16:
+            raise InputError(f"n_taps must be in 1..16, not {self.n_taps}")
+        return positions, faces
+
+    def _resolutions(self, R):
+        Rp = int(self.prototype_res or 2 * R)
+        if Rp > R and Rp % R:
+            raise InputError(f"prototype_res {Rp} must be a multiple of the probe resolution {R} (or at most {R})")
+        return Rp, max(1, Rp // R)
+
+    def _report(self, stage, it, loss, t0, **extra):
+        mse = float(loss) / 3.0
+        rec = {"stage": stage, "iteration": it, "loss": mse,
+               "psnr_db": float(10 * np.log10(1.0 / mse)) if mse > 0 else float("inf"),
+               "seconds": time.perf_counter() - t0, **extra}
+        self.history_.append(rec)
+        if self.progress is not None:
+            self.progress(stage, rec)
+
+    # -- the pieces -----------------------------------------------------------
+    def _loss_weights(self, Y):
+        """(Pw, T) float32 texel weights of the loss: solid angle, times T'(v)^2 in the linear domain."""
+        base = texel_weights(self.R_).reshape(1, -1).astype(np.float32)
+        if self.domain == "tonemap":
+            return base
+        v = Y.mean(axis=2)  # per-texel luminance-ish
+        # T(v) = (v/(1+v))^(1/g):  T'(v) = (1/g) (v/(1+v))^(1/g - 1) / (1+v)^2
+        g = config.TONEMAP_GAMMA
+        vv = np.maximum(v, 1e-4)
+        dT = (1.0 / g) * (vv / (1 + vv)) ** (1.0 / g - 1.0) / (1 + vv) ** 2
+        return (base * dT ** 2).astype(np.float32)
+
+    def _render(self, x, J, idx, w, sub):
+        out = np.empty((x.shape[0], sub.shape[0], 3), np.float32)
+        K._render(x, sub, self.centres_, self.radii_, J, self.Rp_, idx, w, out)
+        return out
+
+    def _adjoint(self, x, idx, w, resid, sub, M, Tp):
+        n_chunks = max(1, min(4, x.shape[0]))
+        G = np.zeros((n_chunks, M, Tp, 3))
+        K._adjoint(x, sub, self.centres_, self.radii_, self.Rp_, idx, w, resid, G)
+        return G.sum(axis=0)
+
+    def _errors(self, Y, Yhat, wt):
+        e = np.empty(Y.shape[0])
+        K._weighted_sqerr(Y, Yhat, wt, e)
+        return e
+
+    def _candidates(self, x, Yfeat):
+        M = self.centres_.shape[0]
+        n_near = min(self.n_near, M)
+        _, near = cKDTree(self.centres_).query(x, k=n_near)
+        near = np.asarray(near).reshape(x.shape[0], n_near)
+        n_c = min(self.n_content, M)
+        if n_c > 0:
+            Jfeat = _content_features(self.J_, self.Rp_)
+            a = Yfeat / np.maximum(np.linalg.norm(Yfeat, axis=1, keepdims=True), 1e-12)
+            b = Jfeat / np.maximum(np.linalg.norm(Jfeat, axis=1, keepdims=True), 1e-12)
+            sim = a @ b.T
+            content = np.argpartition(-sim, n_c - 1, axis=1)[:, :n_c]
+            cand = np.concatenate([near, content], axis=1)
+        else:
+            cand = near
+        # drop duplicates within a row (-1 marks unused)
+        cand = np.sort(cand, axis=1)
+        dup = np.zeros_like(cand, dtype=bool)
+        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+        cand[dup] = -1
+        return np.ascontiguousarray(cand.astype(np.int32))
+
+    def _code(self, x, Y, wt, cand, sub, idx, w, err):
+        K._code(x, sub, self.centres_, self.radii_, self.J_, self.Rp_, Y, wt, cand,
+                self.n_taps, True, idx, w, err)
+
+    def _update_prototypes(self, x, Y, wt, idx, w, sub):
+        """Joint CG on the normal equations, warm-started (never raises the loss)."""
+        M, Tp = self.J_.shape[0], self.J_.shape[1]
+        J0 = self.J_.astype(np.float64)
+        ones = np.ones_like(self.J_)
+        diag_proxy = self._adjoint(x, idx, w, self._render(x, ones, idx, w, sub) * wt[..., None], sub, M, Tp)
+        seen = diag_proxy[..., 0] > 0
+        lam = self.reg * float(diag_proxy[seen].mean()) if seen.any() else 1.0
+
+        def H(v):
+            Av = self._render(x, v.astype(np.float32), idx, w, sub)
+            return self._adjoint(x, idx, w, Av * wt[..., None], sub, M, Tp) + lam * v
+
+        resid = Y - self._render(x, self.J_, idx, w, sub)
+        r = self._adjoint(x, idx, w, resid * wt[..., None], sub, M, Tp)
+        p = r.copy()
+        rs = float(np.vdot(r, r))
+        J = J0
+        for _ in range(self.n_cg):
+            if rs <= 1e-30:
+                break
+            Hp = H(p)
+            alpha = rs / float(np.vdot(p, Hp))
+            J = J + alpha * p
+            r = r - alpha * Hp
+            rs_new = float(np.vdot(r, r))
+            p = r + (rs_new / rs) * p
+            rs = rs_new
+        self.J_ = np.ascontiguousarray(J.astype(np.float32))
+
+    def _update_radii(self, x, Y, wt, idx, w, sub, Yhat):
+        """Line search of every radius over a few scale factors; kept only if the loss drops."""
+        scales = np.array([0.55, 0.75, 1.35, 1.8])
+        resid = np.ascontiguousarray(Y - Yhat)
+        delta = np.empty((x.shape[0], idx.shape[1], scales.size))
+        K._radius_trials(x, sub, self.centres_, self.radii_, self.J_, self.Rp_, idx, w, resid, wt, scales, delta)
+        M = self.radii_.shape[0]
+        tot = np.zeros((M, scales.size))
+        np.add.at(tot, idx.reshape(-1), delta.reshape(-1, scales.size))
+        best = np.argmin(tot, axis=1)
+        gain = tot[np.arange(M), best]
+        old = self.radii_.copy()
+        change = gain < 0
+        self.radii_ = np.where(change, old * scales[best], old)
+        return old, int(change.sum())
+
+    # -- public API -----------------------------------------------------------
+    def fit(self, positions: np.ndarray, faces: np.ndarray) -> "ProbeCodec":
+        """Learn prototypes and codes.
+
+        Parameters
+        ----------
+        positions : (P, 3) float
+        faces : (P, 6, R, R, 3) float16/float32 linear radiance (validated upstream:
+            finite, non-negative)
+        """
+        t0 = time.perf_counter()
+        x, faces = self._check(positions, faces)
+        P, R = faces.shape[0], faces.shape[2]
+        M = int(self.n_prototypes)
+        if not 1 <= M <= P:
+            raise InputError(f"n_prototypes must be in 1..{P} (the number of probes), not {M}")
+        self.R_ = R
+        self.Rp_, self.k_ = self._resolutions(R)
+        self.history_ = []
+        rng = np.random.default_rng(self.seed)
+        x = np.ascontiguousarray(x)
+        self.positions_ = x
+        Y = np.ascontiguousarray(to_domain(faces, self.domain))
+        wt = self._loss_weights(Y)
+        sub = sub_directions(R, self.k_)
+        Yfeat = _content_features(Y, R)
+
+        # -- initialisation: k-means++ on positions and content ----------------
+        span = x.max(axis=0) - x.min(axis=0)
+        diag = float(np.linalg.norm(span))
+        pos = (x - x.mean(axis=0)) / max(float(x.std(axis=0).max()), 1e-12)
+        feat = Yfeat - Yfeat.mean(axis=0)
+        feat = feat / max(float(np.sqrt((feat ** 2).sum(axis=1).mean())), 1e-12)
+        pos = pos / max(float(np.sqrt((pos ** 2).sum(axis=1).mean())), 1e-12)
+        labels = _kmeanspp(np.concatenate([pos, feat], axis=1), M, rng)
+        counts = np.bincount(labels, minlength=M)
+        self.centres_ = np.zeros((M, 3))
+        np.add.at(self.centres_, labels, x)
+        self.centres_ /= counts[:, None]
+        ftot = np.concatenate([pos, feat], axis=1)
+        cen = np.zeros((M, ftot.shape[1]))
+        np.add.at(cen, labels, ftot)
+        cen /= counts[:, None]
+        d = ((ftot - cen[labels]) ** 2).sum(axis=1)
+        medoid = np.empty(M, np.int64)
+        for m in range(M):
+            mem = np.flatnonzero(labels == m)
+            medoid[m] = mem[np.argmin(d[mem])]
+        Yimg = Y[medoid].reshape(M, 6, R, R, 3)
+        J = np.stack([resample_cube(Yimg[m], self.Rp_) for m in range(M)]) if self.Rp_ != R else Yimg
+        self.J_ = np.ascontiguousarray(J.reshape(M, -1, 3).astype(np.float32))
+        if self.warp:
+            if self.radius is not None:
+                r0 = float(self.radius)
+            else:
+                nn = cKDTree(x).query(x[: min(P, 4096)], k=2)[0][:, 1] if P > 1 else np.array([1.0])
+                r0 = max(0.25 * diag, 4.0 * float(np.median(nn)), 1e-3)
+            self.radii_ = np.full(M, r0)
+        else:
+            self.radii_ = np.full(M, np.inf)
+        self.history_.append({"stage": "init", "iteration": 0, "seconds": time.perf_counter() - t0})
+
+        idx = np.zeros((P, self.n_taps), np.int32)
+        w = np.zeros((P, self.n_taps), np.float32)
+        err = np.full(P, np.inf)
+        cand = self._candidates(x, Yfeat)
+        self._code(x, Y, wt, cand, sub, idx, w, err)
+        self._report("code", 0, err.sum() / P, t0)
+
+        for it in range(1, self.n_iter + 1):
+            if self.domain == "linear":
+                Yhat = self._render(x, self.J_, idx, w, sub)
+                wt = self._loss_weights(np.maximum(Yhat, 0) * 0.5 + Y * 0.5)
+            self._update_prototypes(x, Y, wt, idx, w, sub)
+            Yhat = self._render(x, self.J_, idx, w, sub)
+            err = self._errors(Y, Yhat, wt)
+            self._report("prototypes", it, err.sum() / P, t0)
+            if self.warp and self.fit_radius:
+                before = err.sum()
+                old, n_changed = self._update_radii(x, Y, wt, idx, w, sub, Yhat)
+                Yhat2 = self._render(x, self.J_, idx, w, sub)
+                err2 = self._errors(Y, Yhat2, wt)
+                if err2.sum() > before:      # interacting changes overshot: keep the old radii
+                    self.radii_ = old
+                    n_changed = 0
+                else:
+                    err, Yhat = err2, Yhat2
+                self._report("radii", it, err.sum() / P, t0, changed=n_changed,
+                             radius_median=float(np.median(self.radii_)))
+            cand = self._candidates(x, Yfeat)
+            self._code(x, Y, wt, cand, sub, idx, w, err)
+            self._report("code", it, err.sum() / P, t0)
+
+        # -- quantisation-aware finish ---------------------------------------
+        Jq = texformats.roundtrip(self.J_.reshape(M, 6, self.Rp_, self.Rp_, 3), self.texel_format, self.domain)
+        self.J_ = np.ascontiguousarray(Jq.reshape(M, -1, 3).astype(np.float32))
+        err = np.full(P, np.inf)
+        supp = np.ascontiguousarray(idx.copy())
+        self._code(x, Y, wt, supp, sub, idx, w, err)      # refit weights on the fixed supports
+        w[:] = texformats.quantize_weights(w)
+        Yhat = self._render(x, self.J_, idx, w, sub)
+        err = self._errors(Y, Yhat, wt)
+        self._report("quantised", self.n_iter, err.sum() / P, t0)
+
+        self.indices_ = idx
+        self.weights_ = w
+        self.prototypes_ = self.J_.reshape(M, 6, self.Rp_, self.Rp_, 3)
+        self.fit_seconds_ = time.perf_counter() - t0
+        return self
+
+    def reconstruct(self) -> np.ndarray:
+        """The fitted probes decoded at their own positions: (P, 6, R, R, 3) float32 radiance."""
+        sub = sub_directions(self.R_, self.k_)
+        Yhat = self._render(self.positions_, self.J_, self.indices_, self.weights_, sub)
+        return from_domain(Yhat, self.domain, self.R_)

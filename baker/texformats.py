@@ -1,0 +1,104 @@
+"""Stored texel formats of prototypes and quantised blend weights.
+
+Encoder/decoder twins: :func:`encode` packs ``(..., 3)`` float texels into the
+GPU-ready array a format uploads as is; :func:`decode` is its exact inverse
+on the CPU, and the GPU's sampler is the same inverse on the runtime side.
+
+====== ============ ============================ ==============================
+name   bytes/texel  stored array                 GL internal format
+====== ============ ============================ ==============================
+rgba16f 8           (..., 4) float16, A = 1      GL_RGBA16F
+rgb9e5  4           (...,) uint32, packed        GL_RGB9_E5
+rgba8   4           (..., 4) uint8, A = 255      GL_RGBA8 (blend domain [0, 1])
+====== ============ ============================ ==============================
+
+``rgba8`` is only meaningful for the tonemapped blend domain, whose values
+lie in [0, 1). RGB9E5 follows the EXT_texture_shared_exponent reference
+encoder (round to nearest), so the driver's packing and ours agree bit for bit.
+
+Blend weights are stored as unsigned 8-bit fractions of ``WEIGHT_MAX``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+FORMATS = {
+    "rgba16f": {"bytes_per_texel": 8, "gl": "GL_RGBA16F"},
+    "rgb9e5": {"bytes_per_texel": 4, "gl": "GL_RGB9_E5"},
+    "rgba8": {"bytes_per_texel": 4, "gl": "GL_RGBA8"},
+}
+
+#: Stored weights are ``round(w / WEIGHT_MAX * 255)``: steps of 1/127.5.
+WEIGHT_MAX = 2.0
+
+_E5_BIAS, _E5_MANT, _E5_MAXEXP = 15, 9, 31
+_E5_MAX = (2 ** _E5_MANT - 1) / 2 ** _E5_MANT * 2.0 ** (_E5_MAXEXP - _E5_BIAS)
+
+
+def _check(fmt):
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown texel format {fmt!r}; known: {', '.join(FORMATS)}")
+
+
+def encode(texels: np.ndarray, fmt: str) -> np.ndarray:
+    """Pack ``(..., 3)`` float texels into ``fmt``'s stored array (see table)."""
+    _check(fmt)
+    v = np.asarray(texels, dtype=np.float32)
+    if fmt == "rgba16f":
+        out = np.ones(v.shape[:-1] + (4,), np.float16)
+        out[..., :3] = np.clip(v, -65504, 65504).astype(np.float16)
+        return out
+    if fmt == "rgba8":
+        out = np.full(v.shape[:-1] + (4,), 255, np.uint8)
+        out[..., :3] = np.round(np.clip(v, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return out
+    # rgb9e5, EXT_texture_shared_exponent reference encoder
+    c = np.clip(np.nan_to_num(v.astype(np.float64)), 0.0, _E5_MAX)
+    maxc = c.max(axis=-1)
+    with np.errstate(divide="ignore"):
+        e = np.floor(np.log2(np.maximum(maxc, 2.0 ** (-_E5_BIAS - 1)))).astype(np.int64)
+    exp_shared = np.maximum(-_E5_BIAS - 1, e) + 1 + _E5_BIAS
+    denom = 2.0 ** (exp_shared - _E5_BIAS - _E5_MANT)
+    maxm = np.floor(maxc / denom + 0.5)
+    bump = maxm == 2 ** _E5_MANT
+    denom = np.where(bump, denom * 2, denom)
+    exp_shared = np.where(bump, exp_shared + 1, exp_shared)
+    m = np.floor(c / denom[..., None] + 0.5).astype(np.uint32)
+    return (m[..., 0] | (m[..., 1] << 9) | (m[..., 2] << 18) | (exp_shared.astype(np.uint32) << 27)).astype(np.uint32)
+
+
+def decode(stored: np.ndarray, fmt: str) -> np.ndarray:
+    """Inverse of :func:`encode`: ``(..., 3)`` float32."""
+    _check(fmt)
+    s = np.asarray(stored)
+    if fmt == "rgba16f":
+        return s[..., :3].astype(np.float32)
+    if fmt == "rgba8":
+        return s[..., :3].astype(np.float32) / 255.0
+    s = s.astype(np.uint32)
+    e = ((s >> 27) & 31).astype(np.int64)
+    scale = 2.0 ** (e - _E5_BIAS - _E5_MANT)
+    m = np.stack([s & 511, (s >> 9) & 511, (s >> 18) & 511], axis=-1).astype(np.float64)
+    return (m * scale[..., None]).astype(np.float32)
+
+
+def roundtrip(texels: np.ndarray, fmt: str, domain: str = "tonemap") -> np.ndarray:
+    """What the GPU will see of ``texels`` once stored as ``fmt``: ``decode(encode(x))``."""
+    if fmt == "rgba8" and domain != "tonemap":
+        raise ValueError("rgba8 stores [0, 1] values: it needs the tonemapped blend domain")
+    return decode(encode(texels, fmt), fmt)
+
+
+def encode_weights(w: np.ndarray) -> np.ndarray:
+    """(P, N) float -> (P, N) uint8 fractions of ``WEIGHT_MAX`` (clamped to [0, WEIGHT_MAX])."""
+    return np.round(np.clip(np.asarray(w, np.float64), 0.0, WEIGHT_MAX) / WEIGHT_MAX * 255.0).astype(np.uint8)
+
+
+def decode_weights(q: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`encode_weights`: (P, N) float32."""
+    return (np.asarray(q, np.float32) * np.float32(WEIGHT_MAX / 255.0)).astype(np.float32)
+
+
+def quantize_weights(w: np.ndarray) -> np.ndarray:
+    """``decode_weights(encode_weights(w))``."""
+    return decode_weights(encode_weights(w))
