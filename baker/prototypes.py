@@ -313,6 +313,30 @@ class ProbeCodec:
         self.radii_ = np.where(change, old * scales[best], old)
         return old, int(change.sum())
 
+    def _initial_radius(self, x, Y, wt, Yfeat, sub, diag, rng):
+        """One radius for every prototype to start from, chosen by coding a
+        subset of probes with each of a log-spaced set of radii (from two
+        probe spacings to the whole set's extent) and keeping the best: the
+        scene's depth scale, measured rather than assumed."""
+        P = x.shape[0]
+        nn = cKDTree(x).query(x[: min(P, 4096)], k=2)[0][:, 1] if P > 1 else np.array([1.0])
+        lo = max(2.0 * float(np.median(nn)), 1e-3)
+        hi = max(2.0 * diag, 2.0 * lo)
+        trial = np.geomspace(lo, hi, 6)
+        sel = np.sort(rng.choice(P, size=min(P, 384), replace=False))
+        xs = np.ascontiguousarray(x[sel])
+        cand = self._candidates(xs, Yfeat[sel])
+        best, best_err = trial[0], np.inf
+        for r in trial:
+            self.radii_ = np.full(self.centres_.shape[0], r)
+            idx = np.zeros((sel.size, self.n_taps), np.int32)
+            w = np.zeros((sel.size, self.n_taps), np.float32)
+            err = np.full(sel.size, np.inf)
+            self._code(xs, np.ascontiguousarray(Y[sel]), wt, cand, sub, idx, w, err)
+            if err.sum() < best_err:
+                best, best_err = r, err.sum()
+        return float(best)
+
     # -- public API -----------------------------------------------------------
     def fit(self, positions: np.ndarray, faces: np.ndarray) -> "ProbeCodec":
         """Learn prototypes and codes.
@@ -368,8 +392,7 @@ class ProbeCodec:
             if self.radius is not None:
                 r0 = float(self.radius)
             else:
-                nn = cKDTree(x).query(x[: min(P, 4096)], k=2)[0][:, 1] if P > 1 else np.array([1.0])
-                r0 = max(0.25 * diag, 4.0 * float(np.median(nn)), 1e-3)
+                r0 = self._initial_radius(x, Y, wt, Yfeat, sub, diag, rng)
             self.radii_ = np.full(M, r0)
         else:
             self.radii_ = np.full(M, np.inf)

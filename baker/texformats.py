@@ -7,6 +7,7 @@ on the CPU, and the GPU's sampler is the same inverse on the runtime side.
 ====== ============ ============================ ==============================
 name   bytes/texel  stored array                 GL internal format
 ====== ============ ============================ ==============================
+rgba32f 16          (..., 4) float32, A = 1      GL_RGBA32F (lossless)
 rgba16f 8           (..., 4) float16, A = 1      GL_RGBA16F
 rgb9e5  4           (...,) uint32, packed        GL_RGB9_E5
 rgba8   4           (..., 4) uint8, A = 255      GL_RGBA8 (blend domain [0, 1])
@@ -16,20 +17,23 @@ rgba8   4           (..., 4) uint8, A = 255      GL_RGBA8 (blend domain [0, 1])
 lie in [0, 1). RGB9E5 follows the EXT_texture_shared_exponent reference
 encoder (round to nearest), so the driver's packing and ours agree bit for bit.
 
-Blend weights are stored as unsigned 8-bit fractions of ``WEIGHT_MAX``.
+Blend weights are stored as unsigned 8-bit fixed point (``q / 128``).
 """
 from __future__ import annotations
 
 import numpy as np
 
 FORMATS = {
+    "rgba32f": {"bytes_per_texel": 16, "gl": "GL_RGBA32F"},
     "rgba16f": {"bytes_per_texel": 8, "gl": "GL_RGBA16F"},
     "rgb9e5": {"bytes_per_texel": 4, "gl": "GL_RGB9_E5"},
     "rgba8": {"bytes_per_texel": 4, "gl": "GL_RGBA8"},
 }
 
-#: Stored weights are ``round(w / WEIGHT_MAX * 255)``: steps of 1/127.5.
-WEIGHT_MAX = 2.0
+#: Stored weights are 8-bit fixed point, ``w = q / WEIGHT_ONE``: 1.0 is exact
+#: (a constant field round-trips), range [0, 255/128], steps of 1/128.
+WEIGHT_ONE = 128.0
+WEIGHT_MAX = 255.0 / WEIGHT_ONE
 
 _E5_BIAS, _E5_MANT, _E5_MAXEXP = 15, 9, 31
 _E5_MAX = (2 ** _E5_MANT - 1) / 2 ** _E5_MANT * 2.0 ** (_E5_MAXEXP - _E5_BIAS)
@@ -44,6 +48,10 @@ def encode(texels: np.ndarray, fmt: str) -> np.ndarray:
     """Pack ``(..., 3)`` float texels into ``fmt``'s stored array (see table)."""
     _check(fmt)
     v = np.asarray(texels, dtype=np.float32)
+    if fmt == "rgba32f":
+        out = np.ones(v.shape[:-1] + (4,), np.float32)
+        out[..., :3] = v
+        return out
     if fmt == "rgba16f":
         out = np.ones(v.shape[:-1] + (4,), np.float16)
         out[..., :3] = np.clip(v, -65504, 65504).astype(np.float16)
@@ -71,7 +79,7 @@ def decode(stored: np.ndarray, fmt: str) -> np.ndarray:
     """Inverse of :func:`encode`: ``(..., 3)`` float32."""
     _check(fmt)
     s = np.asarray(stored)
-    if fmt == "rgba16f":
+    if fmt in ("rgba16f", "rgba32f"):
         return s[..., :3].astype(np.float32)
     if fmt == "rgba8":
         return s[..., :3].astype(np.float32) / 255.0
@@ -90,13 +98,13 @@ def roundtrip(texels: np.ndarray, fmt: str, domain: str = "tonemap") -> np.ndarr
 
 
 def encode_weights(w: np.ndarray) -> np.ndarray:
-    """(P, N) float -> (P, N) uint8 fractions of ``WEIGHT_MAX`` (clamped to [0, WEIGHT_MAX])."""
-    return np.round(np.clip(np.asarray(w, np.float64), 0.0, WEIGHT_MAX) / WEIGHT_MAX * 255.0).astype(np.uint8)
+    """(P, N) float -> (P, N) uint8 fixed point ``round(w * WEIGHT_ONE)`` (clamped to [0, WEIGHT_MAX])."""
+    return np.round(np.clip(np.asarray(w, np.float64), 0.0, WEIGHT_MAX) * WEIGHT_ONE).astype(np.uint8)
 
 
 def decode_weights(q: np.ndarray) -> np.ndarray:
     """Inverse of :func:`encode_weights`: (P, N) float32."""
-    return (np.asarray(q, np.float32) * np.float32(WEIGHT_MAX / 255.0)).astype(np.float32)
+    return (np.asarray(q, np.float32) / np.float32(WEIGHT_ONE)).astype(np.float32)
 
 
 def quantize_weights(w: np.ndarray) -> np.ndarray:

@@ -162,3 +162,23 @@ def naive_log_rmse(ref: np.ndarray, test: np.ndarray) -> float:
     lt = np.log1p(np.maximum(test, 0.0))
     mses = [float((((lr[p] - lt[p]) ** 2).mean(axis=-1) * w).sum()) for p in range(ref.shape[0])]
     return float(np.sqrt(np.mean(mses)))
+
+
+def naive_decode_probe(x, centres, radii, protos, idx, w, R):
+    """DESIGN-NOTES §4 for one position, in the blend domain.
+
+    protos : (M, 6, Rp, Rp, C); idx, w : (N,). Each output texel of an R x R
+    cubemap is the mean of k x k sub-texel samples (k = Rp // R, at least 1),
+    each the N-way blend of the prototypes warped to x. Returns (6, R, R, C).
+    """
+    M, _, Rp = protos.shape[:3]
+    k = max(1, Rp // R)
+    sub = naive_all_directions(R * k)  # (6, Rk, Rk, 3)
+    out = np.zeros((6, R, R, protos.shape[-1]))
+    for m, wk in zip(idx, w):
+        if wk == 0:
+            continue
+        dirs = np.array([naive_warp_direction(x, centres[m], radii[m], d) for d in sub.reshape(-1, 3)])
+        vals = naive_sample_cube(protos[m], dirs).reshape(6, R, k, R, k, -1).mean(axis=(2, 4))
+        out += wk * vals
+    return out
