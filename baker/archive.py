@@ -1,0 +1,277 @@
+"""The probewarp archive (``.pwa``): a versioned, page-based, checksummed file.
+
+Layout, version 1 (all integers little-endian; see docs/FORMAT.md)::
+
+    offset 0   header, 64 bytes
+               magic     8s   b"PWARCH\\x00\\x01"
+               version   u32  1
+               flags     u32  0 (reserved)
+               meta_len  u64  length of the JSON metadata that follows
+               table_off u64  offset of the page table
+               n_pages   u32
+               reserved  24x
+               hdr_crc   u32  CRC-32 of the 60 bytes before it
+    64         metadata, JSON (UTF-8), meta_len bytes, then its CRC-32 (u32)
+    table_off  page table, n_pages records of PAGE_DTYPE, then its CRC-32 (u32)
+    ...        pages: each an lz4 frame of the page payload; CRC-32 of the
+               compressed bytes in its page-table record
+
+A page is a spatial brick of probes with its own prototypes. Its payload is
+the concatenation, in this order, of ``centres (M,3) f32``, ``radii (M,) f32``
+(``inf`` = no parallax), ``prototypes`` (``M, 6, Rp, Rp`` texels in the
+stored format of :mod:`.texformats`, GPU-ready: uploads as is), ``probe_ids
+(n,) u32`` (global probe index), ``positions (n,3) f32`` and the codes
+``indices (n,N) u8|u16`` (page-local prototype index) and ``weights (n,N)
+u8`` (fixed point, :func:`.texformats.decode_weights`).
+
+Every byte of the file is covered by a checksum (header, metadata, table,
+pages). Files are written to a temporary name beside the target and renamed,
+so a crash never leaves a file that looks valid.
+"""
+from __future__ import annotations
+
+import json
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import lz4.frame
+import numpy as np
+
+from . import texformats
+from .errors import InputError
+
+MAGIC = b"PWARCH\x00\x01"
+VERSION = 1
+HEADER = struct.Struct("<8sIIQQI24x")          # 60 bytes, then the CRC (u32)
+HEADER_SIZE = HEADER.size + 4
+assert HEADER_SIZE == 64
+
+PAGE_DTYPE = np.dtype([
+    ("offset", "<u8"), ("size", "<u8"), ("raw_size", "<u8"),
+    ("crc32", "<u4"), ("n_probes", "<u4"), ("n_prototypes", "<u4"), ("reserved", "<u4"),
+    ("lo", "<f4", 3), ("hi", "<f4", 3),
+])                                             # 64 bytes per page
+assert PAGE_DTYPE.itemsize == 64
+
+
+@dataclass
+class Page:
+    """One decoded page. Shapes: centres (M,3) f64, radii (M,) f64, prototypes
+    (M,6,Rp,Rp,3) f32 (blend domain, as the GPU samples them), probe_ids (n,)
+    int64, positions (n,3) f64, indices (n,N) int32 page-local, weights (n,N) f32."""
+    centres: np.ndarray
+    radii: np.ndarray
+    prototypes: np.ndarray
+    probe_ids: np.ndarray
+    positions: np.ndarray
+    indices: np.ndarray
+    weights: np.ndarray
+
+
+def _index_dtype(M):
+    return np.uint8 if M <= 256 else np.uint16
+
+
+def pack_page(page: Page, meta: dict) -> bytes:
+    """Page -> uncompressed payload bytes (inverse: :func:`unpack_page`)."""
+    M = page.centres.shape[0]
+    stored = texformats.encode(page.prototypes, meta["texel_format"])
+    parts = [
+        np.ascontiguousarray(page.centres, "<f4").tobytes(),
+        np.ascontiguousarray(page.radii, "<f4").tobytes(),
+        np.ascontiguousarray(stored).tobytes(),
+        np.ascontiguousarray(page.probe_ids, "<u4").tobytes(),
+        np.ascontiguousarray(page.positions, "<f4").tobytes(),
+        np.ascontiguousarray(page.indices).astype(_index_dtype(M)).tobytes(),
+        texformats.encode_weights(page.weights).tobytes(),
+    ]
+    return b"".join(parts)
+
+
+def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str) -> Page:
+    """Inverse of :func:`pack_page`; raises InputError naming ``where`` on a size mismatch."""
+    Rp, N, fmt = meta["prototype_res"], meta["n_taps"], meta["texel_format"]
+    probe = texformats.encode(np.zeros((1, 3), np.float32), fmt)
+    texel_shape = probe.shape[1:]
+    texel_dtype = probe.dtype
+    sizes = [
+        ("centres", (M, 3), np.dtype("<f4")),
+        ("radii", (M,), np.dtype("<f4")),
+        ("prototypes", (M, 6, Rp, Rp) + texel_shape, texel_dtype),
+        ("probe_ids", (n,), np.dtype("<u4")),
+        ("positions", (n, 3), np.dtype("<f4")),
+        ("indices", (n, N), np.dtype(_index_dtype(M))),
+        ("weights", (n, N), np.dtype(np.uint8)),
+    ]
+    expect = sum(int(np.prod(s)) * d.itemsize for _, s, d in sizes)
+    if len(raw) != expect:
+        raise InputError(f"{where}: payload is {len(raw)} bytes, expected {expect}")
+    out, pos = {}, 0
+    for name, shape, dt in sizes:
+        nbytes = int(np.prod(shape)) * dt.itemsize
+        out[name] = np.frombuffer(raw, dt, count=int(np.prod(shape)), offset=pos).reshape(shape)
+        pos += nbytes
+    if n and (out["indices"].max(initial=0) >= M):
+        raise InputError(f"{where}: field indices: a code refers to prototype "
+                         f"{int(out['indices'].max())} of {M}")
+    return Page(
+        centres=out["centres"].astype(np.float64), radii=out["radii"].astype(np.float64),
+        prototypes=texformats.decode(out["prototypes"], fmt),
+        probe_ids=out["probe_ids"].astype(np.int64), positions=out["positions"].astype(np.float64),
+        indices=out["indices"].astype(np.int32), weights=texformats.decode_weights(out["weights"]))
+
+
+def write_archive(path, meta: dict, pages: list[Page]) -> int:
+    """Write pages atomically; returns the file size in bytes.
+
+    ``meta`` needs: n_probes, probe_res, prototype_res, n_taps, texel_format,
+    domain; optional grid (shape, lo, hi) and anything JSON-serialisable.
+    """
+    path = Path(path)
+    meta = dict(meta, format_version=VERSION, n_pages=len(pages))
+    blobs, table = [], np.zeros(len(pages), PAGE_DTYPE)
+    for i, pg in enumerate(pages):
+        raw = pack_page(pg, meta)
+        comp = lz4.frame.compress(raw, compression_level=9)
+        blobs.append(comp)
+        rec = table[i]
+        rec["size"], rec["raw_size"], rec["crc32"] = len(comp), len(raw), zlib.crc32(comp)
+        rec["n_probes"], rec["n_prototypes"] = pg.probe_ids.size, pg.centres.shape[0]
+        if pg.positions.size:
+            rec["lo"], rec["hi"] = pg.positions.min(axis=0), pg.positions.max(axis=0)
+    meta_bytes = json.dumps(meta, sort_keys=True).encode()
+    table_off = HEADER_SIZE + len(meta_bytes) + 4
+    off = table_off + table.nbytes + 4
+    for i, b in enumerate(blobs):
+        table[i]["offset"] = off
+        off += len(b)
+    head = HEADER.pack(MAGIC, VERSION, 0, len(meta_bytes), table_off, len(pages))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(head + struct.pack("<I", zlib.crc32(head)))
+            f.write(meta_bytes + struct.pack("<I", zlib.crc32(meta_bytes)))
+            tb = table.tobytes()
+            f.write(tb + struct.pack("<I", zlib.crc32(tb)))
+            for b in blobs:
+                f.write(b)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path.stat().st_size
+
+
+class ArchiveReader:
+    """Random access to an archive through a memory map.
+
+    Opening checks the header, metadata and page table (magic, version,
+    checksums, bounds); :meth:`page` checks and decodes one page;
+    :meth:`validate` checks every page. Errors are :class:`InputError`
+    naming the file, the page and the field.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        try:
+            self._file = open(self.path, "rb")
+        except OSError as e:
+            raise InputError(f"{self.path}: cannot open ({e.strerror})") from e
+        import mmap
+        size = os.fstat(self._file.fileno()).st_size
+        if size < HEADER_SIZE:
+            self._file.close()
+            raise InputError(f"{self.path}: truncated: {size} bytes is shorter than the header")
+        self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            self._open(size)
+        except Exception:
+            self.close()
+            raise
+
+    def _open(self, size):
+        mm, p = self._mm, self.path
+        head = mm[:HEADER.size]
+        magic, version, flags, meta_len, table_off, n_pages = HEADER.unpack(head)
+        if magic != MAGIC:
+            raise InputError(f"{p}: field magic: not a probewarp archive (bad magic {magic!r})")
+        if version != VERSION:
+            raise InputError(f"{p}: field version: unknown format version {version} (this reader knows {VERSION})")
+        if struct.unpack("<I", mm[HEADER.size:HEADER_SIZE])[0] != zlib.crc32(head):
+            raise InputError(f"{p}: field header: checksum mismatch")
+        m_end = HEADER_SIZE + meta_len
+        if m_end + 4 > size:
+            raise InputError(f"{p}: truncated: metadata runs past the end of the file")
+        mb = mm[HEADER_SIZE:m_end]
+        if struct.unpack("<I", mm[m_end:m_end + 4])[0] != zlib.crc32(mb):
+            raise InputError(f"{p}: field metadata: checksum mismatch")
+        self.meta = json.loads(mb.decode())
+        t_end = table_off + n_pages * PAGE_DTYPE.itemsize
+        if table_off != m_end + 4 or t_end + 4 > size:
+            raise InputError(f"{p}: truncated: page table runs past the end of the file")
+        tb = mm[table_off:t_end]
+        if struct.unpack("<I", mm[t_end:t_end + 4])[0] != zlib.crc32(tb):
+            raise InputError(f"{p}: field page table: checksum mismatch")
+        self.table = np.frombuffer(tb, PAGE_DTYPE).copy()
+        end = t_end + 4
+        for i, rec in enumerate(self.table):
+            if int(rec["offset"]) != end or end + int(rec["size"]) > size:
+                raise InputError(f"{p}: page {i}: truncated or misplaced (offset {int(rec['offset'])}, "
+                                 f"size {int(rec['size'])}, file {size} bytes)")
+            end += int(rec["size"])
+        if end != size:
+            raise InputError(f"{p}: {size - end} unexpected bytes after the last page")
+        self.size = size
+
+    @property
+    def n_pages(self) -> int:
+        return int(self.table.size)
+
+    def page(self, i: int) -> Page:
+        rec = self.table[i]
+        off, n = int(rec["offset"]), int(rec["size"])
+        blob = self._mm[off:off + n]
+        if zlib.crc32(blob) != int(rec["crc32"]):
+            raise InputError(f"{self.path}: page {i}: checksum mismatch")
+        try:
+            raw = lz4.frame.decompress(blob)
+        except RuntimeError as e:
+            raise InputError(f"{self.path}: page {i}: cannot decompress ({e})") from e
+        if len(raw) != int(rec["raw_size"]):
+            raise InputError(f"{self.path}: page {i}: decompressed to {len(raw)} bytes, expected {int(rec['raw_size'])}")
+        return unpack_page(raw, int(rec["n_probes"]), int(rec["n_prototypes"]), self.meta, f"{self.path}: page {i}")
+
+    def validate(self) -> None:
+        """Decode and check every page; raises InputError at the first bad one."""
+        seen = 0
+        for i in range(self.n_pages):
+            seen += self.page(i).probe_ids.size
+        if seen != self.meta.get("n_probes", seen):
+            raise InputError(f"{self.path}: field n_probes: pages hold {seen} probes, metadata says {self.meta['n_probes']}")
+
+    def summary(self) -> dict:
+        m = self.meta
+        return {"format_version": m["format_version"], "file_bytes": self.size, "n_probes": m["n_probes"],
+                "bytes_per_probe": self.size / max(m["n_probes"], 1), "n_pages": self.n_pages,
+                "prototypes_total": int(self.table["n_prototypes"].sum()), "probe_res": m["probe_res"],
+                "prototype_res": m["prototype_res"], "n_taps": m["n_taps"], "texel_format": m["texel_format"],
+                "domain": m["domain"], "grid": m.get("grid")}
+
+    def close(self):
+        if getattr(self, "_mm", None) is not None:
+            self._mm.close()
+            self._mm = None
+        if getattr(self, "_file", None) is not None:
+            self._file.close()
+            self._file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

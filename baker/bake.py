@@ -1,0 +1,203 @@
+"""Baking a probe set into an archive, and the CPU reference decoder.
+
+:func:`split_pages` cuts a probe set into spatial bricks of about K probes;
+:func:`bake` fits one :class:`.prototypes.ProbeCodec` per page and returns
+the pages (and a report) for :func:`.archive.write_archive`.
+
+:class:`Decoder` is the CPU reference decoder (numba): it decodes at any
+position (DESIGN-NOTES §4). The interpolation rule:
+
+- **grid sets**: the codes of the 8 grid probes around the position are
+  blended with trilinear weights; outside the grid the position is clamped to
+  the grid box *for choosing the probes and weights only*, and every
+  prototype is still warped to the true position;
+- **scattered sets**: inverse-distance weights (power 2) over the 8 nearest
+  probes, exact at a probe's own position.
+
+The blend happens in the blend domain and the result is mapped back to
+linear radiance once, as the GLSL decoder does.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from . import kernels as K
+from .archive import ArchiveReader, Page
+from .errors import InputError
+from .prototypes import ProbeCodec, from_domain, sub_directions
+
+
+def split_pages(positions: np.ndarray, page_probes: int, grid_shape=None) -> list[np.ndarray]:
+    """Spatial bricks of about ``page_probes`` probes: list of index arrays.
+
+    Grid sets are cut into bricks of whole grid cells (same brick shape
+    everywhere); scattered sets by recursive median splits along the longest
+    axis. One page when ``page_probes >= P``.
+    """
+    P = positions.shape[0]
+    if page_probes >= P:
+        return [np.arange(P)]
+    if grid_shape is not None:
+        shape = np.array(grid_shape, int)
+        n_bricks = int(np.ceil(P / page_probes))
+        # brick counts per axis roughly proportional to the grid's extent
+        b = np.ones(3, int)
+        while np.prod(b) < n_bricks:
+            ax = int(np.argmax(shape / b))
+            b[ax] += 1
+        edge = np.ceil(shape / b).astype(int)
+        ijk = np.stack(np.unravel_index(np.arange(P), tuple(shape)), axis=1)
+        key = ijk // edge
+        key = (key[:, 0] * b[1] + key[:, 1]) * b[2] + key[:, 2]
+        return [np.flatnonzero(key == k) for k in np.unique(key)]
+    out, stack = [], [np.arange(P)]
+    while stack:
+        ids = stack.pop()
+        if ids.size <= page_probes:
+            out.append(ids)
+            continue
+        pts = positions[ids]
+        ax = int(np.argmax(np.ptp(pts, axis=0)))
+        order = ids[np.argsort(pts[:, ax], kind="stable")]
+        half = order.size // 2
+        stack += [order[half:], order[:half]]
+    return sorted(out, key=lambda a: int(a[0]))
+
+
+def bake(positions, faces, *, n_prototypes=256, n_taps=4, prototype_res=None, page_probes=16384,
+         grid_shape=None, seed=0, progress=None, **codec_kw):
+    """Fit every page.
+
+    Parameters
+    ----------
+    positions : (P, 3) float
+    faces : (P, 6, R, R, 3) float16/float32, or a lazy array indexable by probe lists
+    progress : callable(page, n_pages, stage, info) or None
+
+    Returns
+    -------
+    pages : list of :class:`.archive.Page`
+    report : dict (per-page history, seconds, parameters)
+    """
+    positions = np.asarray(positions, np.float64)
+    groups = split_pages(positions, page_probes, grid_shape)
+    pages, histories = [], []
+    t0 = time.perf_counter()
+    for p, ids in enumerate(groups):
+        M = min(int(n_prototypes), ids.size)
+        cb = None if progress is None else (lambda st, info, p=p: progress(p, len(groups), st, info))
+        codec = ProbeCodec(n_prototypes=M, n_taps=n_taps, prototype_res=prototype_res, seed=seed + p,
+                           progress=cb, **codec_kw)
+        codec.fit(positions[ids], np.asarray(faces[ids]))
+        pages.append(Page(centres=codec.centres_, radii=codec.radii_, prototypes=codec.prototypes_,
+                          probe_ids=ids.astype(np.int64), positions=positions[ids],
+                          indices=codec.indices_, weights=codec.weights_))
+        histories.append(codec.history_)
+        last = codec
+    report = {"n_pages": len(groups), "seconds": time.perf_counter() - t0, "pages": histories,
+              "probe_res": last.R_, "prototype_res": last.Rp_, "domain": last.domain,
+              "texel_format": last.texel_format, "n_taps": n_taps}
+    return pages, report
+
+
+class Decoder:
+    """CPU reference decoder over a whole archive (or a list of pages).
+
+    Parameters
+    ----------
+    source : path of an archive, or (pages, meta)
+    """
+
+    def __init__(self, source):
+        if isinstance(source, tuple):
+            pages, meta = source
+        else:
+            with ArchiveReader(source) as ar:
+                meta = ar.meta
+                pages = [ar.page(i) for i in range(ar.n_pages)]
+        self.meta = meta
+        self.domain = meta["domain"]
+        self.Rp = int(meta["prototype_res"])
+        offs = np.cumsum([0] + [pg.centres.shape[0] for pg in pages])
+        self.centres = np.ascontiguousarray(np.concatenate([pg.centres for pg in pages]))
+        self.radii = np.ascontiguousarray(np.concatenate([pg.radii for pg in pages]))
+        self.J = np.ascontiguousarray(np.concatenate([pg.prototypes for pg in pages]).reshape(
+            offs[-1], -1, 3).astype(np.float32))
+        P = int(meta["n_probes"])
+        N = int(meta["n_taps"])
+        self.codes_idx = np.zeros((P, N), np.int32)
+        self.codes_w = np.zeros((P, N), np.float32)
+        self.positions = np.zeros((P, 3))
+        for pg, o in zip(pages, offs[:-1]):
+            self.codes_idx[pg.probe_ids] = pg.indices + o
+            self.codes_w[pg.probe_ids] = pg.weights
+            self.positions[pg.probe_ids] = pg.positions
+        grid = meta.get("grid")
+        self.grid = None if grid is None else {k: np.asarray(v) for k, v in grid.items()}
+        self._tree = None
+
+    def stencil(self, q: np.ndarray):
+        """Probes and weights blended at each query: (Q, 8) int64 ids, (Q, 8) float64 weights."""
+        q = np.asarray(q, np.float64)
+        if self.grid is not None:
+            shape = self.grid["shape"].astype(int)
+            lo, hi = self.grid["lo"].astype(np.float64), self.grid["hi"].astype(np.float64)
+            step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
+            u = np.clip((q - lo) / step, 0, shape - 1)
+            i0 = np.minimum(np.floor(u).astype(int), np.maximum(shape - 2, 0))
+            f = u - i0
+            ids, ws = [], []
+            for corner in range(8):
+                o = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
+                ijk = np.minimum(i0 + o, shape - 1)
+                wgt = np.prod(np.where(o == 1, f, 1 - f), axis=1)
+                ids.append(np.ravel_multi_index(ijk.T, tuple(shape)))
+                ws.append(wgt)
+            return np.stack(ids, 1), np.stack(ws, 1)
+        if self._tree is None:
+            self._tree = cKDTree(self.positions)
+        k = min(8, self.positions.shape[0])
+        dist, ids = self._tree.query(q, k=k)
+        dist, ids = dist.reshape(q.shape[0], k), ids.reshape(q.shape[0], k)
+        w = 1.0 / np.maximum(dist, 1e-12) ** 2
+        exact = dist[:, 0] <= 1e-9
+        w[exact] = 0.0
+        w[exact, 0] = 1.0
+        return ids, w / w.sum(axis=1, keepdims=True)
+
+    def decode(self, positions: np.ndarray, R: int | None = None) -> np.ndarray:
+        """Radiance at arbitrary positions: (Q, 3) -> (Q, 6, R, R, 3) float32.
+
+        ``R`` defaults to the baked probes' resolution; if the prototypes are
+        finer (``Rp = k R``) each texel averages ``k x k`` warped sub-samples.
+        """
+        q = np.ascontiguousarray(np.asarray(positions, np.float64).reshape(-1, 3))
+        R = int(R or self.meta["probe_res"])
+        if self.Rp > R and self.Rp % R:
+            raise InputError(f"--res {R}: must divide the prototype resolution {self.Rp} (or be at least it)")
+        k = max(1, self.Rp // R)
+        ids, sw = self.stencil(q)
+        N = self.codes_idx.shape[1]
+        idx = np.ascontiguousarray(self.codes_idx[ids].reshape(q.shape[0], -1))
+        w = np.ascontiguousarray((self.codes_w[ids] * sw[..., None]).reshape(q.shape[0], -1).astype(np.float32))
+        assert idx.shape[1] == ids.shape[1] * N
+        sub = sub_directions(R, k)
+        out = np.empty((q.shape[0], sub.shape[0], 3), np.float32)
+        K._render(q, sub, self.centres, self.radii, self.J, self.Rp, idx, w, out)
+        return from_domain(out, self.domain, R)
+
+
+def archive_meta(n_probes: int, report: dict, grid_shape=None, lo=None, hi=None) -> dict:
+    """The archive metadata of a bake (see :mod:`.archive`)."""
+    meta = {"n_probes": int(n_probes), "probe_res": int(report["probe_res"]),
+            "prototype_res": int(report["prototype_res"]), "n_taps": int(report["n_taps"]),
+            "texel_format": report["texel_format"], "domain": report["domain"],
+            "warp_miss_rule": "closest-approach", "weight_encoding": "u8/128",
+            "interpolation": "trilinear" if grid_shape is not None else "inverse-distance-8"}
+    if grid_shape is not None:
+        meta["grid"] = {"shape": [int(v) for v in grid_shape], "lo": [float(v) for v in lo],
+                        "hi": [float(v) for v in hi]}
+    return meta
