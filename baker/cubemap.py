@@ -124,16 +124,19 @@ def _face_of(x, y, z):
     """Face index and (sc, tc) in [-1, 1] for a nonzero direction."""
     ax, ay, az = abs(x), abs(y), abs(z)
     if ax >= ay and ax >= az:
+        inv = 1.0 / ax
         if x >= 0:
-            return 0, -z / ax, -y / ax
-        return 1, z / ax, -y / ax
+            return 0, -z * inv, -y * inv
+        return 1, z * inv, -y * inv
     if ay >= az:
+        inv = 1.0 / ay
         if y >= 0:
-            return 2, x / ay, z / ay
-        return 3, x / ay, -z / ay
+            return 2, x * inv, z * inv
+        return 3, x * inv, -z * inv
+    inv = 1.0 / az
     if z >= 0:
-        return 4, x / az, -y / az
-    return 5, -x / az, -y / az
+        return 4, x * inv, -y * inv
+    return 5, -x * inv, -y * inv
 
 
 @nb.njit(**_JIT)
@@ -184,14 +187,23 @@ def _cube_taps(R, x, y, z, idx, w):
     f, sc, tc = _face_of(x, y, z)
     px = (sc + 1.0) * 0.5 * R - 0.5
     py = (tc + 1.0) * 0.5 * R - 0.5
-    i0 = int(np.floor(px))
-    j0 = int(np.floor(py))
+    # px, py >= -0.5, so int(p + 1) - 1 is floor(p)
+    i0 = int(px + 1.0) - 1
+    j0 = int(py + 1.0) - 1
     fx = px - i0
     fy = py - j0
     w[0] = (1.0 - fx) * (1.0 - fy)
     w[1] = fx * (1.0 - fy)
     w[2] = (1.0 - fx) * fy
     w[3] = fx * fy
+    if i0 >= 0 and j0 >= 0 and i0 < R - 1 and j0 < R - 1:
+        # fast path: the whole footprint lies on one face (most samples)
+        base = (f * R + j0) * R + i0
+        idx[0] = base
+        idx[1] = base + 1
+        idx[2] = base + R
+        idx[3] = base + R + 1
+        return
     corner = -1
     for k in range(4):
         i = i0 + (k & 1)

@@ -271,8 +271,9 @@ class ProbeCodec:
         """Joint CG on the normal equations, warm-started (never raises the loss)."""
         M, Tp = self.J_.shape[0], self.J_.shape[1]
         J0 = self.J_.astype(np.float64)
-        ones = np.ones_like(self.J_)
-        diag_proxy = self._adjoint(x, idx, w, self._render(x, ones, idx, w, sub) * wt[..., None], sub, M, Tp)
+        # A 1 is each probe's weight sum (bilinear taps sum to 1): no forward pass needed
+        A1 = np.broadcast_to(w.sum(axis=1)[:, None, None], (x.shape[0], sub.shape[0], 3))
+        diag_proxy = self._adjoint(x, idx, w, np.ascontiguousarray(A1 * wt[..., None], np.float32), sub, M, Tp)
         seen = diag_proxy[..., 0] > 0
         lam = self.reg * float(diag_proxy[seen].mean()) if seen.any() else 1.0
 
