@@ -104,6 +104,103 @@ def cmd_export(args) -> int:
     return config.EXIT_OK
 
 
+def _load_probes(path, sanitize: bool):
+    """Load (and validate, or repair with a report) a probe set."""
+    from probewarp.baker.probeset import ProbeSet
+    probes = ProbeSet.load(path, validate=not sanitize)
+    report = probes.validate(name=str(path), sanitize=True) if sanitize else None
+    return probes, report
+
+
+def cmd_bake(args) -> int:
+    from probewarp.baker.archive import write_archive
+    from probewarp.baker.bake import Decoder, archive_meta, bake
+    from probewarp.baker.metrics import QualityAccumulator
+    from probewarp.baker import report as rep
+
+    out = Path(args.output)
+    if out.suffix != ".pwa":
+        raise InputError(f"{out}: archives end in .pwa")
+    probes, srep = _load_probes(args.input, args.sanitize)
+    if srep is not None:
+        print(srep.summary())
+    faces = probes.faces_array()
+    P = probes.n_probes
+    n_pages_est = max(1, -(-P // args.page_probes))
+    stages = n_pages_est * (2 + 3 * args.iterations + 1)
+    t0 = time.perf_counter()
+    with _progress("bake", stages, unit="phase") as bar:
+        def progress(page, n_pages, stage, info):
+            bar.set_postfix_str(f"page {page + 1}/{n_pages} {stage} {info.get('psnr_db', 0):.2f} dB")
+            bar.update(1)
+        pages, report = bake(probes.positions, faces, n_prototypes=args.prototypes, n_taps=args.taps,
+                             prototype_res=args.prototype_res, page_probes=args.page_probes,
+                             grid_shape=probes.grid_shape, seed=args.seed, progress=progress,
+                             n_iter=args.iterations, domain=args.domain, warp=not args.no_warp,
+                             texel_format=args.format)
+    bake_s = time.perf_counter() - t0
+    meta = archive_meta(P, report, probes.grid_shape, probes.lo, probes.hi)
+    size = write_archive(out, meta, pages)
+    # the published numbers come from decoding the archive as written
+    t1 = time.perf_counter()
+    dec = Decoder(out)
+    acc = QualityAccumulator()
+    for a in range(0, P, 4096):
+        acc.update(faces[a:a + 4096], dec.decode(probes.positions[a:a + 4096]))
+    q = acc.result()
+    decode_s = time.perf_counter() - t1
+    paths = rep.report_paths(out)
+    phases = {}
+    for hist in report["pages"]:
+        prev = 0.0
+        for h in hist:
+            phases[h["stage"]] = phases.get(h["stage"], 0.0) + h["seconds"] - prev
+            prev = h["seconds"]
+    rep.write_json(paths["json"], {
+        "archive": str(out), "input": str(args.input), "n_probes": P, "probe_res": probes.resolution,
+        "psnr_db": q["psnr_db"], "log_rmse": q["log_rmse"], "bytes_per_probe": size / P, "file_bytes": size,
+        "seconds": {"bake": bake_s, "decode_check": decode_s, "phases": phases},
+        "parameters": {"prototypes": args.prototypes, "taps": args.taps, "prototype_res": report["prototype_res"],
+                       "page_probes": args.page_probes, "seed": args.seed, "iterations": args.iterations,
+                       "domain": args.domain, "warp": not args.no_warp, "texel_format": args.format},
+        "n_pages": report["n_pages"], "loss_per_iteration": report["pages"],
+        "per_probe_psnr_db": acc.per_probe_psnr})
+    rep.plot_loss(paths["loss_png"], report["pages"])
+    rep.plot_error_map(paths["error_png"], probes.positions, acc.per_probe_psnr)
+    print(f"baked {P} probes into {report['n_pages']} page(s) in {bake_s:.1f} s -> {out}")
+    print(f"  PSNR {q['psnr_db']:.2f} dB   log-RMSE {q['log_rmse']:.4f}   {size / P:.1f} bytes/probe "
+          f"({size} bytes)")
+    print(f"  report {paths['json']}, plots {paths['loss_png']}, {paths['error_png']}")
+    return config.EXIT_OK
+
+
+def cmd_decode(args) -> int:
+    import numpy as np
+    from probewarp.baker.bake import Decoder
+    try:
+        pos = np.load(args.at)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{args.at}: cannot read positions ({e})") from e
+    pos = np.asarray(pos)
+    if pos.ndim != 2 or pos.shape[1] != 3 or not np.issubdtype(pos.dtype, np.number):
+        raise InputError(f"{args.at}: field positions: expected a (Q, 3) numeric array, got {pos.shape} {pos.dtype}")
+    if len(pos) == 0:
+        raise InputError(f"{args.at}: field positions: no positions to decode")
+    bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
+    if bad.size:
+        raise InputError(f"{args.at}: position {int(bad[0])}: field positions: not finite ({pos[bad[0]]})")
+    if args.backend == "gl":
+        from probewarp.runtime.decode import decode_gl
+        faces = decode_gl(args.archive, pos, args.res)
+    else:
+        dec = Decoder(args.archive)
+        faces = np.concatenate([dec.decode(pos[a:a + 4096], args.res) for a in range(0, len(pos), 4096)])
+    from probewarp.baker.probeset import ProbeSet
+    ProbeSet(positions=pos.astype(np.float32), faces=faces).save(args.output)
+    print(f"decoded {len(pos)} positions at R={faces.shape[2]} ({args.backend}) -> {args.output}")
+    return config.EXIT_OK
+
+
 def _is_archive(path: Path) -> bool:
     return path.suffix == ".pwa"
 
@@ -113,7 +210,7 @@ def cmd_info(args) -> int:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if _is_archive(path):
-        from probewarp.runtime.archive import ArchiveReader
+        from probewarp.baker.archive import ArchiveReader
         with ArchiveReader(path) as ar:
             summary = ar.summary()
     else:
@@ -132,7 +229,7 @@ def cmd_validate(args) -> int:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if _is_archive(path):
-        from probewarp.runtime.archive import ArchiveReader
+        from probewarp.baker.archive import ArchiveReader
         with ArchiveReader(path) as ar:
             ar.validate()
         print(f"{path}: ok")
@@ -205,6 +302,38 @@ def build_parser() -> argparse.ArgumentParser:
                     help="render at R*S and box-filter down (default 4)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the built-in scene (default 0)")
     sp.add_argument("-o", "--output", required=True, metavar="OUT", help="probe set to write (.npz or .zarr)")
+
+    sp = add("bake", cmd_bake, "learn prototypes and sparse codes; write an archive",
+             "Learn M warped prototype cubemaps per page and N (index, weight) codes per probe, and\n"
+             "write a versioned archive (.pwa). Beside it: OUT.report.json (PSNR, log-RMSE, bytes per\n"
+             "probe, time per phase, loss per iteration) and plots OUT.loss.png, OUT.error.png.\n"
+             "The published numbers come from decoding the archive as written.")
+    sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT", help="archive to write (.pwa)")
+    sp.add_argument("--prototypes", type=int, default=256, metavar="M", help="prototypes per page (default 256)")
+    sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes blended per probe (default 4)")
+    sp.add_argument("--prototype-res", type=int, default=None, metavar="RP",
+                    help="prototype face resolution (default: see README; a multiple of R if larger)")
+    sp.add_argument("--page-probes", type=int, default=16384, metavar="K",
+                    help="about K probes per page (spatial brick); one page if K >= P (default 16384)")
+    sp.add_argument("--iterations", type=int, default=4, help="outer iterations (default 4)")
+    sp.add_argument("--domain", choices=["tonemap", "linear"], default="tonemap",
+                    help="blend domain (default tonemap: the metric's; the decoder inverts it)")
+    sp.add_argument("--format", choices=["rgba16f", "rgb9e5", "rgba8", "rgba32f"], default="rgba16f",
+                    help="stored prototype texel format (default rgba16f)")
+    sp.add_argument("--no-warp", action="store_true", help="no parallax (infinite radii): the plain dictionary")
+    sp.add_argument("--seed", type=int, default=0, help="random seed; the bake is deterministic for a seed")
+    sp.add_argument("--sanitize", action="store_true", help="repair the input instead of rejecting it (reported)")
+
+    sp = add("decode", cmd_decode, "decode an archive at arbitrary positions",
+             "Decode at any positions: on probes, between them (trilinear blend of the 8 surrounding\n"
+             "probes' codes on a grid, every prototype warped to the position itself) and outside the\n"
+             "grid (the nearest boundary probes' codes, still warped to the true position).")
+    sp.add_argument("archive", metavar="ARCHIVE")
+    sp.add_argument("--at", required=True, metavar="POSITIONS.npy", help="(Q, 3) float array of positions")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="probe set with positions and faces")
+    sp.add_argument("--res", type=int, default=None, metavar="R", help="output resolution (default: the baked R)")
+    sp.add_argument("--backend", choices=["cpu", "gl"], default="cpu", help="decoder (default cpu, the reference)")
 
     sp = add("import", cmd_import, "import a folder of 360-degree HDR images plus a CSV of positions",
              "Import a folder of 360-degree images (equirectangular or horizontal cube-cross; .exr or .hdr)\n"
