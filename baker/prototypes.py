@@ -21,6 +21,10 @@ The method, per outer iteration (each step never increases the loss):
    whose content correlates best. A probe keeps its old code when the new one
    is not better.
 
+Finish (quantisation-aware): weights are rounded to their stored 8-bit form,
+one more joint prototype solve absorbs the rounding, then texels are
+quantised to the stored format.
+
 The loss is the published metric's (DESIGN-NOTES §5): prototypes live in the
 tonemapped domain ``T(v) = (v / (1 + v))^(1/2.2)`` and are blended there; the
 decoder inverts ``T`` (``domain='tonemap'``, the default). ``domain='linear'``
@@ -431,12 +435,13 @@ class ProbeCodec:
             self._report("code", it, err.sum() / P, t0)
 
         # -- quantisation-aware finish ---------------------------------------
+        # weights are rounded to their 8-bit stored form first; one more joint
+        # prototype solve then absorbs the rounding, and the texels are
+        # quantised to their stored format last (the finer of the two).
+        w[:] = texformats.quantize_weights(w)
+        self._update_prototypes(x, Y, wt, idx, w, sub)
         Jq = texformats.roundtrip(self.J_.reshape(M, 6, self.Rp_, self.Rp_, 3), self.texel_format, self.domain)
         self.J_ = np.ascontiguousarray(Jq.reshape(M, -1, 3).astype(np.float32))
-        err = np.full(P, np.inf)
-        supp = np.ascontiguousarray(idx.copy())
-        self._code(x, Y, wt, supp, sub, idx, w, err)      # refit weights on the fixed supports
-        w[:] = texformats.quantize_weights(w)
         Yhat = self._render(x, self.J_, idx, w, sub)
         err = self._errors(Y, Yhat, wt)
         self._report("quantised", self.n_iter, err.sum() / P, t0)
