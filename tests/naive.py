@@ -182,3 +182,120 @@ def naive_decode_probe(x, centres, radii, protos, idx, w, R):
         vals = naive_sample_cube(protos[m], dirs).reshape(6, R, k, R, k, -1).mean(axis=(2, 4))
         out += wk * vals
     return out
+
+
+# --- baselines (baker/baselines.py) ------------------------------------------
+
+def naive_real_sh(l: int, m: int, dirs) -> np.ndarray:
+    """Real orthonormal SH ``Y_lm`` at unit directions (..., 3), from scipy's
+    complex ``sph_harm_y`` (theta from +Z, phi = atan2(y, x)):
+    ``sqrt(2) (-1)^m Re Y_l^m`` (m > 0), ``Y_l^0`` (m = 0),
+    ``sqrt(2) (-1)^m Im Y_l^|m|`` (m < 0) -- no Condon-Shortley phase left."""
+    from scipy.special import sph_harm_y
+    d = np.asarray(dirs, dtype=np.float64)
+    d = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    theta = np.arccos(np.clip(d[..., 2], -1.0, 1.0))
+    phi = np.arctan2(d[..., 1], d[..., 0])
+    y = sph_harm_y(l, abs(m), theta, phi)
+    if m > 0:
+        return np.sqrt(2.0) * (-1) ** m * y.real
+    if m < 0:
+        return np.sqrt(2.0) * (-1) ** m * y.imag
+    return y.real
+
+
+def naive_real_sh_band2(dirs) -> np.ndarray:
+    """Closed forms of the 9 real SH of bands 0..2, order l*l + l + m: (..., 9)."""
+    d = np.asarray(dirs, dtype=np.float64)
+    d = d / np.linalg.norm(d, axis=-1, keepdims=True)
+    x, y, z = d[..., 0], d[..., 1], d[..., 2]
+    c0 = 0.5 * np.sqrt(1 / np.pi)
+    c1 = np.sqrt(3 / (4 * np.pi))
+    c2 = 0.5 * np.sqrt(15 / np.pi)
+    c20 = 0.25 * np.sqrt(5 / np.pi)
+    c22 = 0.25 * np.sqrt(15 / np.pi)
+    return np.stack([np.full_like(x, c0), c1 * y, c1 * z, c1 * x,
+                     c2 * x * y, c2 * y * z, c20 * (3 * z * z - 1), c2 * x * z, c22 * (x * x - y * y)], -1)
+
+
+def naive_weighted_lstsq(values, basis, w) -> np.ndarray:
+    """argmin_c sum_t w_t (values_t - basis_t . c)^2, one np.linalg.lstsq per
+    column: values (T, n), basis (T, K), w (T,) -> (K, n)."""
+    sw = np.sqrt(np.asarray(w, dtype=np.float64))
+    out = []
+    for j in range(values.shape[1]):
+        c, *_ = np.linalg.lstsq(sw[:, None] * basis, sw * values[:, j], rcond=None)
+        out.append(c)
+    return np.stack(out, axis=1)
+
+
+def naive_weighted_pca_residual(X, wd, K: int) -> float:
+    """Smallest mean weighted squared residual (per row) of a rank-K affine fit
+    of rows X (P, D) under per-column weights wd (D,): full SVD of the
+    weighted, centred data, energy beyond the top K singular values."""
+    X = np.asarray(X, dtype=np.float64)
+    Xc = (X - X.mean(axis=0)) * np.sqrt(wd)
+    s = np.linalg.svd(Xc, compute_uv=False)
+    return float((s[K:] ** 2).sum() / X.shape[0])
+
+
+def naive_nearest_codeword(X, codebook, wd) -> np.ndarray:
+    """Index of the nearest codeword of every row under weights wd, by loops."""
+    out = np.empty(X.shape[0], np.int64)
+    for p in range(X.shape[0]):
+        best, arg = np.inf, -1
+        for k in range(codebook.shape[0]):
+            e = float((wd * (X[p] - codebook[k]) ** 2).sum())
+            if e < best:
+                best, arg = e, k
+        out[p] = arg
+    return out
+
+
+def naive_neighbour_blend(train_positions, train_faces, grid_shape, lo, hi, queries,
+                          tie_rel=1e-3) -> np.ndarray:
+    """The documented held-out rule, one query at a time: trilinear weights on
+    the cell's 8 corners, renormalised over the known ones; if none carries
+    weight, 1/d weights over the known probes tied for nearest (within
+    ``tie_rel``). Grid points found by brute force."""
+    shape = [int(n) for n in grid_shape]
+    lo = np.asarray(lo, float)
+    hi = np.asarray(hi, float)
+    step = [(hi[a] - lo[a]) / (shape[a] - 1) if shape[a] > 1 else 1.0 for a in range(3)]
+    known = {}
+    for j, p in enumerate(np.asarray(train_positions, float)):
+        best = None
+        for ix in range(shape[0]):
+            for iy in range(shape[1]):
+                for iz in range(shape[2]):
+                    g = lo + np.array([ix, iy, iz]) * step
+                    dd = np.linalg.norm(g - p)
+                    if best is None or dd < best[0]:
+                        best = (dd, (ix, iy, iz))
+        known[best[1]] = j
+    tf = np.asarray(train_faces, dtype=np.float64)
+    out = []
+    for q in np.asarray(queries, float):
+        u = [min(max((q[a] - lo[a]) / step[a], 0.0), shape[a] - 1) for a in range(3)]
+        u = [round(v) if abs(v - round(v)) <= 1e-6 else v for v in u]
+        i0 = [min(int(np.floor(u[a])), max(shape[a] - 2, 0)) for a in range(3)]
+        acc, wsum = 0.0, 0.0
+        for cx in (0, 1):
+            for cy in (0, 1):
+                for cz in (0, 1):
+                    c = (i0[0] + cx, i0[1] + cy, i0[2] + cz)
+                    w = 1.0
+                    for a, ca in enumerate((cx, cy, cz)):
+                        f = u[a] - i0[a]
+                        w *= f if ca else 1.0 - f
+                    if w > 0 and c in known:
+                        acc = acc + w * tf[known[c]]
+                        wsum += w
+        if wsum >= 1e-9:
+            out.append(acc / wsum)
+            continue
+        d = np.linalg.norm(np.asarray(train_positions, float) - q, axis=1)
+        near = np.flatnonzero(d <= d.min() * (1 + tie_rel))
+        w = 1.0 / d[near]
+        out.append(np.tensordot(w / w.sum(), tf[near], axes=1))
+    return np.stack(out)
