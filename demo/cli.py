@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import sys
 import time
 from pathlib import Path
@@ -201,6 +203,31 @@ def cmd_decode(args) -> int:
     return config.EXIT_OK
 
 
+def cmd_compare(args) -> int:
+    from probewarp.baker import compare as cmp
+    from probewarp.baker.report import write_json
+    probes, _ = _load_probes(args.input, False)
+    grid = None
+    if probes.grid_shape is not None:
+        grid = (probes.grid_shape, probes.lo, probes.hi)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress("compare", None, unit="method") as bar:
+        def progress(name):
+            bar.set_postfix_str(name)
+            bar.update(1)
+        result = cmp.compare(probes.positions, probes.faces_array(np.float32), grid=grid,
+                             n_prototypes=args.prototypes, n_taps=args.taps, prototype_res=args.prototype_res,
+                             n_iter=args.iterations, seed=args.seed, heldout=not args.no_heldout,
+                             progress=progress)
+    result["input"] = str(args.input)
+    write_json(out / "compare.json", result)
+    cmp.plot_rate_distortion(out / "compare.png", result)
+    print(cmp.format_table(result))
+    print(f"\nwrote {out / 'compare.json'} and {out / 'compare.png'}")
+    return config.EXIT_OK
+
+
 def _is_archive(path: Path) -> bool:
     return path.suffix == ".pwa"
 
@@ -334,6 +361,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("-o", "--output", required=True, metavar="OUT.npz", help="probe set with positions and faces")
     sp.add_argument("--res", type=int, default=None, metavar="R", help="output resolution (default: the baked R)")
     sp.add_argument("--backend", choices=["cpu", "gl"], default="cpu", help="decoder (default cpu, the reference)")
+
+    sp = add("compare", cmd_compare, "probewarp against SH, PCA, VQ and its own ablations, side by side",
+             "One run, same probes, same metric (DESIGN-NOTES §5-§6): probewarp, its ablations (no warp,\n"
+             "one fixed radius, Rp = R), a compact operating point, spherical harmonics (orders 2, 4, 6),\n"
+             "PCA, k-means VQ; and the held-out test (bake on half a checkerboard of the grid, decode at\n"
+             "the other half, against blending the uncompressed neighbours). Prints a table; writes\n"
+             "OUT/compare.json and the rate-distortion plot OUT/compare.png.")
+    sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
+    sp.add_argument("--prototypes", type=int, default=256, metavar="M", help="prototypes (default 256)")
+    sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes per probe (default 4)")
+    sp.add_argument("--prototype-res", type=int, default=None, metavar="RP", help="prototype resolution")
+    sp.add_argument("--iterations", type=int, default=4, help="outer iterations of every bake (default 4)")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--no-heldout", action="store_true", help="skip the held-out test")
+    sp.add_argument("--out", default="out/compare", help="output folder (default out/compare)")
 
     sp = add("import", cmd_import, "import a folder of 360-degree HDR images plus a CSV of positions",
              "Import a folder of 360-degree images (equirectangular or horizontal cube-cross; .exr or .hdr)\n"
