@@ -54,10 +54,9 @@ def _load_scene(spec: str, seed: int):
     from probewarp.runtime.scene import Scene
     if spec == "builtin":
         return Scene.builtin(seed=seed)
-    path = Path(spec)
-    if not path.exists():
+    if not spec.startswith("builtin:") and not Path(spec).exists():
         raise InputError(f"{spec}: scene file not found")
-    return Scene.load(path)
+    return Scene.from_spec(spec)
 
 
 def cmd_capture(args) -> int:
@@ -65,7 +64,7 @@ def cmd_capture(args) -> int:
     scene = _load_scene(args.scene, args.seed)
     lo, hi = args.lo, args.hi
     if lo is None or hi is None:
-        if args.scene != "builtin":
+        if not args.scene.startswith("builtin"):
             raise InputError("--lo and --hi are required for a scene file (only 'builtin' has default bounds)")
         blo, bhi = scene.builtin_grid()
         lo = lo if lo is not None else blo
@@ -75,7 +74,7 @@ def cmd_capture(args) -> int:
     t0 = time.perf_counter()
     with _progress("capture", total) as bar:
         probes = capture_grid(scene, lo, hi, n, args.res, supersample=args.supersample,
-                              progress=lambda k: bar.update(k))
+                              progress=lambda done, total: bar.update(done - bar.n))
     dt = time.perf_counter() - t0
     probes.save(args.output)
     print(f"captured {probes.n_probes} probes at R={probes.resolution} in {dt:.1f} s "
@@ -288,7 +287,7 @@ def cmd_demo(args) -> int:
     total = int(n[0]) * int(n[1]) * int(n[2])
     t0 = time.perf_counter()
     with _progress("capture builtin scene", total) as bar:
-        probes = capture_grid(scene, lo, hi, n, args.res, progress=lambda k: bar.update(k))
+        probes = capture_grid(scene, lo, hi, n, args.res, progress=lambda done, total: bar.update(done - bar.n))
     dt = time.perf_counter() - t0
     path = out / "probes.npz"
     probes.save(path)
