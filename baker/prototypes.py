@@ -10,7 +10,7 @@ The method, per outer iteration (each step never increases the loss):
 1. **Prototype update**: for fixed codes and geometry every warp is a linear
    bilinear-sampling operator, so all prototype texels solve one weighted
    least-squares problem ``min ||Y - A J||_W^2 + lam ||J - J_prev||^2``,
-   solved jointly by conjugate gradients on matrix-free warp/adjoint kernels
+   solved jointly by preconditioned conjugate gradients on matrix-free warp/adjoint kernels
    (:mod:`.kernels`), warm-started at the current prototypes. ``lam`` is small
    and keeps texels no probe sees where they were.
 2. **Geometry update**: every prototype's radius is refit by a line search
@@ -271,8 +271,9 @@ class ProbeCodec:
         K._code(x, sub, self.centres_, self.radii_, self.J_, self.Rp_, Y, wt, cand,
                 self.n_taps, True, idx, w, err)
 
-    def _update_prototypes(self, x, Y, wt, idx, w, sub):
-        """Joint CG on the normal equations, warm-started (never raises the loss)."""
+    def _update_prototypes(self, x, Y, wt, idx, w, sub, n_cg=None):
+        """Joint preconditioned CG on the normal equations, warm-started (never raises the loss)."""
+        n_cg = self.n_cg if n_cg is None else n_cg
         M, Tp = self.J_.shape[0], self.J_.shape[1]
         J0 = self.J_.astype(np.float64)
         # A 1 is each probe's weight sum (bilinear taps sum to 1): no forward pass needed
@@ -285,21 +286,26 @@ class ProbeCodec:
             Av = self._render(x, v.astype(np.float32), idx, w, sub)
             return self._adjoint(x, idx, w, Av * wt[..., None], sub, M, Tp) + lam * v
 
+        # Jacobi-style preconditioner: the row sums of A'WA (>= its diagonal,
+        # all entries being non-negative), plus the regulariser
+        Minv = 1.0 / (diag_proxy + lam)
         resid = Y - self._render(x, self.J_, idx, w, sub)
         r = self._adjoint(x, idx, w, resid * wt[..., None], sub, M, Tp)
-        p = r.copy()
-        rs = float(np.vdot(r, r))
+        z = Minv * r
+        p = z.copy()
+        rz = float(np.vdot(r, z))
         J = J0
-        for _ in range(self.n_cg):
-            if rs <= 1e-30:
+        for _ in range(n_cg):
+            if rz <= 1e-30:
                 break
             Hp = H(p)
-            alpha = rs / float(np.vdot(p, Hp))
+            alpha = rz / float(np.vdot(p, Hp))
             J = J + alpha * p
             r = r - alpha * Hp
-            rs_new = float(np.vdot(r, r))
-            p = r + (rs_new / rs) * p
-            rs = rs_new
+            z = Minv * r
+            rz_new = float(np.vdot(r, z))
+            p = z + (rz_new / rz) * p
+            rz = rz_new
         self.J_ = np.ascontiguousarray(J.astype(np.float32))
 
     def _update_radii(self, x, Y, wt, idx, w, sub, Yhat):
@@ -439,7 +445,7 @@ class ProbeCodec:
         # prototype solve then absorbs the rounding, and the texels are
         # quantised to their stored format last (the finer of the two).
         w[:] = texformats.quantize_weights(w)
-        self._update_prototypes(x, Y, wt, idx, w, sub)
+        self._update_prototypes(x, Y, wt, idx, w, sub, n_cg=max(1, self.n_cg // 2))
         Jq = texformats.roundtrip(self.J_.reshape(M, 6, self.Rp_, self.Rp_, 3), self.texel_format, self.domain)
         self.J_ = np.ascontiguousarray(Jq.reshape(M, -1, 3).astype(np.float32))
         Yhat = self._render(x, self.J_, idx, w, sub)
