@@ -114,17 +114,23 @@ def _load_probes(path, sanitize: bool):
 
 
 def cmd_bake(args) -> int:
-    from probewarp.baker.archive import write_archive
-    from probewarp.baker.bake import Decoder, archive_meta, bake
-    from probewarp.baker.metrics import QualityAccumulator
-    from probewarp.baker import report as rep
-
     out = Path(args.output)
     if out.suffix != ".pwa":
         raise InputError(f"{out}: archives end in .pwa")
     probes, srep = _load_probes(args.input, args.sanitize)
     if srep is not None:
         print(srep.summary())
+    _bake_and_report(probes, out, args)
+    return config.EXIT_OK
+
+
+def _bake_and_report(probes, out: Path, args) -> dict:
+    """Bake, write the archive, score it by decoding it, write report and plots."""
+    from probewarp.baker.archive import write_archive
+    from probewarp.baker.bake import Decoder, archive_meta, bake
+    from probewarp.baker.metrics import QualityAccumulator
+    from probewarp.baker import report as rep
+
     faces = probes.faces_array()
     P = probes.n_probes
     n_pages_est = max(1, -(-P // args.page_probes))
@@ -157,22 +163,23 @@ def cmd_bake(args) -> int:
         for h in hist:
             phases[h["stage"]] = phases.get(h["stage"], 0.0) + h["seconds"] - prev
             prev = h["seconds"]
-    rep.write_json(paths["json"], {
-        "archive": str(out), "input": str(args.input), "n_probes": P, "probe_res": probes.resolution,
+    summary = {
+        "archive": str(out), "input": str(probes.source), "n_probes": P, "probe_res": probes.resolution,
         "psnr_db": q["psnr_db"], "log_rmse": q["log_rmse"], "bytes_per_probe": size / P, "file_bytes": size,
         "seconds": {"bake": bake_s, "decode_check": decode_s, "phases": phases},
         "parameters": {"prototypes": args.prototypes, "taps": args.taps, "prototype_res": report["prototype_res"],
                        "page_probes": args.page_probes, "seed": args.seed, "iterations": args.iterations,
                        "domain": args.domain, "warp": not args.no_warp, "texel_format": args.format},
         "n_pages": report["n_pages"], "loss_per_iteration": report["pages"],
-        "per_probe_psnr_db": acc.per_probe_psnr})
+        "per_probe_psnr_db": acc.per_probe_psnr}
+    rep.write_json(paths["json"], summary)
     rep.plot_loss(paths["loss_png"], report["pages"])
     rep.plot_error_map(paths["error_png"], probes.positions, acc.per_probe_psnr)
     print(f"baked {P} probes into {report['n_pages']} page(s) in {bake_s:.1f} s -> {out}")
     print(f"  PSNR {q['psnr_db']:.2f} dB   log-RMSE {q['log_rmse']:.4f}   {size / P:.1f} bytes/probe "
           f"({size} bytes)")
     print(f"  report {paths['json']}, plots {paths['loss_png']}, {paths['error_png']}")
-    return config.EXIT_OK
+    return summary
 
 
 def cmd_decode(args) -> int:
@@ -276,7 +283,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The built-in end-to-end job. Grows with the project: capture now."""
+    """The main job on the built-in scene: capture, bake, score, compare."""
+    from probewarp.baker import compare as cmp
+    from probewarp.baker.report import write_json
     from probewarp.runtime.capture import capture_grid
     from probewarp.runtime.scene import Scene
     out = Path(args.out)
@@ -286,13 +295,31 @@ def cmd_demo(args) -> int:
     n = args.n
     total = int(n[0]) * int(n[1]) * int(n[2])
     t0 = time.perf_counter()
-    with _progress("capture builtin scene", total) as bar:
+    with _progress("1/3 capture the built-in scene", total) as bar:
         probes = capture_grid(scene, lo, hi, n, args.res, progress=lambda done, total: bar.update(done - bar.n))
-    dt = time.perf_counter() - t0
     path = out / "probes.npz"
     probes.save(path)
-    print(f"built-in scene: {probes.n_probes} probes at R={probes.resolution} captured in {dt:.1f} s -> {path}")
-    print(_fmt_summary(probes.summary()))
+    probes = type(probes).load(path)
+    print(f"built-in scene: {probes.n_probes} probes at R={probes.resolution} captured in "
+          f"{time.perf_counter() - t0:.1f} s -> {path}")
+    bake_args = argparse.Namespace(prototypes=args.prototypes, taps=args.taps, prototype_res=None,
+                                   page_probes=16384, seed=args.seed, iterations=args.iterations,
+                                   domain="tonemap", no_warp=False, format="rgba16f")
+    print("2/3 bake")
+    _bake_and_report(probes, out / "probes.pwa", bake_args)
+    if args.no_compare:
+        return config.EXIT_OK
+    with _progress("3/3 compare", None, unit="method") as bar:
+        def progress(name):
+            bar.set_postfix_str(name)
+            bar.update(1)
+        result = cmp.compare(probes.positions, probes.faces_array(np.float32),
+                             grid=(probes.grid_shape, probes.lo, probes.hi), n_prototypes=args.prototypes,
+                             n_taps=args.taps, n_iter=args.iterations, seed=args.seed, progress=progress)
+    write_json(out / "compare.json", result)
+    cmp.plot_rate_distortion(out / "compare.png", result)
+    print(cmp.format_table(result))
+    print(f"\nwrote {out}/: probes.npz, probes.pwa (+ report and plots), compare.json, compare.png")
     return config.EXIT_OK
 
 
@@ -411,6 +438,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--n", nargs=3, type=int, default=(16, 4, 16), metavar=("NX", "NY", "NZ"),
                     help="probe grid (default 16 4 16)")
     sp.add_argument("--res", type=int, default=16, metavar="R", help="probe resolution (default 16)")
+    sp.add_argument("--prototypes", type=int, default=64, metavar="M", help="prototypes (default 64)")
+    sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes per probe (default 4)")
+    sp.add_argument("--iterations", type=int, default=3, help="outer iterations (default 3)")
+    sp.add_argument("--no-compare", action="store_true", help="skip the side-by-side comparison")
     sp.add_argument("--seed", type=int, default=0)
     return p
 
