@@ -18,11 +18,14 @@ Layout, version 1 (all integers little-endian; see docs/FORMAT.md)::
 
 A page is a spatial brick of probes with its own prototypes. Its payload is
 the concatenation, in this order, of ``centres (M,3) f32``, ``radii (M,) f32``
-(``inf`` = no parallax), ``prototypes`` (``M, 6, Rp, Rp`` texels in the
-stored format of :mod:`.texformats`, GPU-ready: uploads as is), ``probe_ids
-(n,) u32`` (global probe index), ``positions (n,3) f32`` and the codes
-``indices (n,N) u8|u16`` (page-local prototype index) and ``weights (n,N)
-u8`` (fixed point, :func:`.texformats.decode_weights`).
+(``inf`` = no parallax), ``prototypes`` (``M, 6`` faces in the stored format
+of :mod:`.texformats`, GPU-ready: uploads as is), for scattered sets only
+``probe_ids (n,) u32`` (global probe index) and ``positions (n,3) f32``, and
+the codes ``indices (n,N) u8|u16`` (page-local prototype index) and
+``weights (n,N) u8`` (fixed point, :func:`.texformats.decode_weights`).
+Pages of a grid set are bricks of whole grid cells: their probes are the
+brick's, in grid order (z fastest), given by the page table's ``brick_lo``
+and ``brick_shape``; ids and positions are implied and not stored.
 
 Every byte of the file is covered by a checksum (header, metadata, table,
 pages). Files are written to a temporary name beside the target and renamed,
@@ -53,8 +56,9 @@ PAGE_DTYPE = np.dtype([
     ("offset", "<u8"), ("size", "<u8"), ("raw_size", "<u8"),
     ("crc32", "<u4"), ("n_probes", "<u4"), ("n_prototypes", "<u4"), ("reserved", "<u4"),
     ("lo", "<f4", 3), ("hi", "<f4", 3),
-])                                             # 64 bytes per page
-assert PAGE_DTYPE.itemsize == 64
+    ("brick_lo", "<u4", 3), ("brick_shape", "<u4", 3),   # grid sets; zeros otherwise
+])                                             # 88 bytes per page
+assert PAGE_DTYPE.itemsize == 88
 
 
 @dataclass
@@ -69,6 +73,19 @@ class Page:
     positions: np.ndarray
     indices: np.ndarray
     weights: np.ndarray
+    brick: tuple | None = None   # ((i0, j0, k0), (ni, nj, nk)) for grid sets
+
+
+def grid_brick_ids(grid: dict, brick) -> tuple[np.ndarray, np.ndarray]:
+    """Global ids and positions of a grid brick's probes, in grid order."""
+    shape = np.asarray(grid["shape"], int)
+    lo_b, sh_b = (np.asarray(v, int) for v in brick)
+    ijk = np.stack(np.meshgrid(*[np.arange(a, a + n) for a, n in zip(lo_b, sh_b)], indexing="ij"), -1).reshape(-1, 3)
+    if (ijk.max(axis=0, initial=0) >= shape).any() if ijk.size else False:
+        raise InputError(f"brick {brick} lies outside the grid {tuple(shape)}")
+    lo, hi = np.asarray(grid["lo"], np.float64), np.asarray(grid["hi"], np.float64)
+    step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 0.0)
+    return np.ravel_multi_index(ijk.T, tuple(shape)).astype(np.int64), lo + ijk * step
 
 
 def _index_dtype(M):
@@ -83,29 +100,30 @@ def pack_page(page: Page, meta: dict) -> bytes:
         np.ascontiguousarray(page.centres, "<f4").tobytes(),
         np.ascontiguousarray(page.radii, "<f4").tobytes(),
         np.ascontiguousarray(stored).tobytes(),
-        np.ascontiguousarray(page.probe_ids, "<u4").tobytes(),
-        np.ascontiguousarray(page.positions, "<f4").tobytes(),
-        np.ascontiguousarray(page.indices).astype(_index_dtype(M)).tobytes(),
-        texformats.encode_weights(page.weights).tobytes(),
     ]
+    if meta.get("grid") is None:
+        parts += [np.ascontiguousarray(page.probe_ids, "<u4").tobytes(),
+                  np.ascontiguousarray(page.positions, "<f4").tobytes()]
+    elif page.brick is None or not np.array_equal(grid_brick_ids(meta["grid"], page.brick)[0], page.probe_ids):
+        raise ValueError("a page of a grid set must be a whole brick in grid order")
+    parts += [np.ascontiguousarray(page.indices).astype(_index_dtype(M)).tobytes(),
+              texformats.encode_weights(page.weights).tobytes()]
     return b"".join(parts)
 
 
-def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str) -> Page:
+def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str, brick=None) -> Page:
     """Inverse of :func:`pack_page`; raises InputError naming ``where`` on a size mismatch."""
     Rp, N, fmt = meta["prototype_res"], meta["n_taps"], meta["texel_format"]
-    probe = texformats.encode(np.zeros((1, 3), np.float32), fmt)
-    texel_shape = probe.shape[1:]
-    texel_dtype = probe.dtype
+    face_shape, texel_dtype = texformats.stored_layout(fmt, Rp)
+    grid = meta.get("grid")
     sizes = [
         ("centres", (M, 3), np.dtype("<f4")),
         ("radii", (M,), np.dtype("<f4")),
-        ("prototypes", (M, 6, Rp, Rp) + texel_shape, texel_dtype),
-        ("probe_ids", (n,), np.dtype("<u4")),
-        ("positions", (n, 3), np.dtype("<f4")),
-        ("indices", (n, N), np.dtype(_index_dtype(M))),
-        ("weights", (n, N), np.dtype(np.uint8)),
+        ("prototypes", (M, 6) + face_shape, texel_dtype),
     ]
+    if grid is None:
+        sizes += [("probe_ids", (n,), np.dtype("<u4")), ("positions", (n, 3), np.dtype("<f4"))]
+    sizes += [("indices", (n, N), np.dtype(_index_dtype(M))), ("weights", (n, N), np.dtype(np.uint8))]
     expect = sum(int(np.prod(s)) * d.itemsize for _, s, d in sizes)
     if len(raw) != expect:
         raise InputError(f"{where}: payload is {len(raw)} bytes, expected {expect}")
@@ -117,11 +135,16 @@ def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str) -> Page:
     if n and (out["indices"].max(initial=0) >= M):
         raise InputError(f"{where}: field indices: a code refers to prototype "
                          f"{int(out['indices'].max())} of {M}")
+    if grid is not None:
+        if brick is None or int(np.prod(brick[1])) != n:
+            raise InputError(f"{where}: field brick: {brick} does not hold {n} probes")
+        out["probe_ids"], out["positions"] = grid_brick_ids(grid, brick)
     return Page(
         centres=out["centres"].astype(np.float64), radii=out["radii"].astype(np.float64),
         prototypes=texformats.decode(out["prototypes"], fmt),
         probe_ids=out["probe_ids"].astype(np.int64), positions=out["positions"].astype(np.float64),
-        indices=out["indices"].astype(np.int32), weights=texformats.decode_weights(out["weights"]))
+        indices=out["indices"].astype(np.int32), weights=texformats.decode_weights(out["weights"]),
+        brick=brick)
 
 
 def write_archive(path, meta: dict, pages: list[Page]) -> int:
@@ -142,6 +165,8 @@ def write_archive(path, meta: dict, pages: list[Page]) -> int:
         rec["n_probes"], rec["n_prototypes"] = pg.probe_ids.size, pg.centres.shape[0]
         if pg.positions.size:
             rec["lo"], rec["hi"] = pg.positions.min(axis=0), pg.positions.max(axis=0)
+        if pg.brick is not None:
+            rec["brick_lo"], rec["brick_shape"] = pg.brick
     meta_bytes = json.dumps(meta, sort_keys=True).encode()
     table_off = HEADER_SIZE + len(meta_bytes) + 4
     off = table_off + table.nbytes + 4
@@ -244,7 +269,10 @@ class ArchiveReader:
             raise InputError(f"{self.path}: page {i}: cannot decompress ({e})") from e
         if len(raw) != int(rec["raw_size"]):
             raise InputError(f"{self.path}: page {i}: decompressed to {len(raw)} bytes, expected {int(rec['raw_size'])}")
-        return unpack_page(raw, int(rec["n_probes"]), int(rec["n_prototypes"]), self.meta, f"{self.path}: page {i}")
+        brick = (tuple(int(v) for v in rec["brick_lo"]), tuple(int(v) for v in rec["brick_shape"])) \
+            if self.meta.get("grid") is not None else None
+        return unpack_page(raw, int(rec["n_probes"]), int(rec["n_prototypes"]), self.meta,
+                           f"{self.path}: page {i}", brick)
 
     def validate(self) -> None:
         """Decode and check every page; raises InputError at the first bad one."""

@@ -92,9 +92,16 @@ def bake(positions, faces, *, n_prototypes=256, n_taps=4, prototype_res=None, pa
         codec = ProbeCodec(n_prototypes=M, n_taps=n_taps, prototype_res=prototype_res, seed=seed + p,
                            progress=cb, **codec_kw)
         codec.fit(positions[ids], np.asarray(faces[ids]))
+        brick = None
+        if grid_shape is not None:
+            ijk = np.stack(np.unravel_index(ids, tuple(grid_shape)), axis=1)
+            b_lo, b_shape = ijk.min(axis=0), ijk.max(axis=0) - ijk.min(axis=0) + 1
+            if int(np.prod(b_shape)) != ids.size:
+                raise ValueError("internal: a grid page is not a whole brick")
+            brick = (tuple(int(v) for v in b_lo), tuple(int(v) for v in b_shape))
         pages.append(Page(centres=codec.centres_, radii=codec.radii_, prototypes=codec.prototypes_,
                           probe_ids=ids.astype(np.int64), positions=positions[ids],
-                          indices=codec.indices_, weights=codec.weights_))
+                          indices=codec.indices_, weights=codec.weights_, brick=brick))
         histories.append(codec.history_)
         last = codec
     report = {"n_pages": len(groups), "seconds": time.perf_counter() - t0, "pages": histories,

@@ -11,9 +11,10 @@ rgba32f 16          (..., 4) float32, A = 1      GL_RGBA32F (lossless)
 rgba16f 8           (..., 4) float16, A = 1      GL_RGBA16F
 rgb9e5  4           (...,) uint32, packed        GL_RGB9_E5
 rgba8   4           (..., 4) uint8, A = 255      GL_RGBA8 (blend domain [0, 1])
+bc7     1           (..., R/4, R/4, 16) uint8     GL_COMPRESSED_RGBA_BPTC_UNORM
 ====== ============ ============================ ==============================
 
-``rgba8`` is only meaningful for the tonemapped blend domain, whose values
+``rgba8`` and ``bc7`` are only meaningful for the tonemapped blend domain, whose values
 lie in [0, 1). RGB9E5 follows the EXT_texture_shared_exponent reference
 encoder (round to nearest), so the driver's packing and ours agree bit for bit.
 
@@ -28,7 +29,48 @@ FORMATS = {
     "rgba16f": {"bytes_per_texel": 8, "gl": "GL_RGBA16F"},
     "rgb9e5": {"bytes_per_texel": 4, "gl": "GL_RGB9_E5"},
     "rgba8": {"bytes_per_texel": 4, "gl": "GL_RGBA8"},
+    "bc7": {"bytes_per_texel": 1, "gl": "GL_COMPRESSED_RGBA_BPTC_UNORM", "block": 4},
 }
+#: Formats that store [0, 1] values only (the tonemapped blend domain).
+UNIT_RANGE = ("rgba8", "bc7")
+#: BC7 encoder quality profile of ispc_texcomp (ISPCTextureCompressor).
+BC7_PROFILE = "basic"
+
+
+def stored_layout(fmt: str, R: int):
+    """Shape suffix and dtype of one face of ``R x R`` texels stored as ``fmt``."""
+    _check(fmt)
+    if fmt == "bc7":
+        if R % 4:
+            raise ValueError(f"bc7 needs a face resolution divisible by 4, not {R}")
+        return (R // 4, R // 4, 16), np.dtype(np.uint8)
+    return (R, R) + ((4,) if fmt != "rgb9e5" else ()), np.dtype(
+        {"rgba32f": np.float32, "rgba16f": np.float16, "rgba8": np.uint8, "rgb9e5": np.uint32}[fmt])
+
+
+def _bc7_encode(v):
+    import ispc_texcomp
+    lead, R = v.shape[:-3], v.shape[-2]
+    faces = v.reshape(-1, R, R, 3)
+    out = np.empty((faces.shape[0], R // 4, R // 4, 16), np.uint8)
+    settings = ispc_texcomp.BC7EncSettings.from_profile(BC7_PROFILE)
+    rgba = np.full((R, R, 4), 255, np.uint8)
+    for i, f in enumerate(faces):
+        rgba[..., :3] = np.round(np.clip(f, 0.0, 1.0) * 255.0)
+        surf = ispc_texcomp.RGBASurface(rgba.tobytes(), R, R, R * 4)
+        out[i] = np.frombuffer(ispc_texcomp.compress_blocks_bc7(surf, settings), np.uint8).reshape(R // 4, R // 4, 16)
+    return out.reshape(lead + out.shape[1:])
+
+
+def _bc7_decode(s):
+    import imagecodecs
+    lead, B = s.shape[:-3], s.shape[-3]
+    R = 4 * B
+    blocks = s.reshape(-1, B, B, 16)
+    out = np.empty((blocks.shape[0], R, R, 3), np.float32)
+    for i, b in enumerate(blocks):
+        out[i] = imagecodecs.bcn_decode(b.tobytes(), 7, shape=(R, R, 4))[..., :3] / np.float32(255.0)
+    return out.reshape(lead + (R, R, 3))
 
 #: Stored weights are 8-bit fixed point, ``w = q / WEIGHT_ONE``: 1.0 is exact
 #: (a constant field round-trips), range [0, 255/128], steps of 1/128.
@@ -45,9 +87,13 @@ def _check(fmt):
 
 
 def encode(texels: np.ndarray, fmt: str) -> np.ndarray:
-    """Pack ``(..., 3)`` float texels into ``fmt``'s stored array (see table)."""
+    """Pack ``(..., 3)`` float texels into ``fmt``'s stored array (see table).
+
+    Block formats (bc7) need whole faces: ``(..., R, R, 3)``."""
     _check(fmt)
     v = np.asarray(texels, dtype=np.float32)
+    if fmt == "bc7":
+        return _bc7_encode(v)
     if fmt == "rgba32f":
         out = np.ones(v.shape[:-1] + (4,), np.float32)
         out[..., :3] = v
@@ -79,6 +125,8 @@ def decode(stored: np.ndarray, fmt: str) -> np.ndarray:
     """Inverse of :func:`encode`: ``(..., 3)`` float32."""
     _check(fmt)
     s = np.asarray(stored)
+    if fmt == "bc7":
+        return _bc7_decode(s)
     if fmt in ("rgba16f", "rgba32f"):
         return s[..., :3].astype(np.float32)
     if fmt == "rgba8":
@@ -92,8 +140,8 @@ def decode(stored: np.ndarray, fmt: str) -> np.ndarray:
 
 def roundtrip(texels: np.ndarray, fmt: str, domain: str = "tonemap") -> np.ndarray:
     """What the GPU will see of ``texels`` once stored as ``fmt``: ``decode(encode(x))``."""
-    if fmt == "rgba8" and domain != "tonemap":
-        raise ValueError("rgba8 stores [0, 1] values: it needs the tonemapped blend domain")
+    if fmt in UNIT_RANGE and domain != "tonemap":
+        raise ValueError(f"{fmt} stores [0, 1] values: it needs the tonemapped blend domain")
     return decode(encode(texels, fmt), fmt)
 
 

@@ -372,8 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=int, default=4, help="outer iterations (default 4)")
     sp.add_argument("--domain", choices=["tonemap", "linear"], default="tonemap",
                     help="blend domain (default tonemap: the metric's; the decoder inverts it)")
-    sp.add_argument("--format", choices=["rgba16f", "rgb9e5", "rgba8", "rgba32f"], default="rgba16f",
-                    help="stored prototype texel format (default rgba16f)")
+    sp.add_argument("--format", choices=["rgba16f", "rgb9e5", "rgba8", "bc7", "rgba32f"], default="rgba16f",
+                    help="stored prototype texel format (default rgba16f; rgba8 and bc7 need --domain "
+                         "tonemap, bc7 a prototype resolution divisible by 4)")
     sp.add_argument("--no-warp", action="store_true", help="no parallax (infinite radii): the plain dictionary")
     sp.add_argument("--seed", type=int, default=0, help="random seed; the bake is deterministic for a seed")
     sp.add_argument("--sanitize", action="store_true", help="repair the input instead of rejecting it (reported)")
