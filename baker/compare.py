@@ -1,9 +1,10 @@
 """Side-by-side comparison (DESIGN-NOTES §6): one run, same probes, same
 metric, every method's bytes counted.
 
-Rows: probewarp (defaults), its ablations (no warp = the learned dictionary
-with the same M, N, loss and domain; one fixed radius; Rp = R), a compact
-probewarp operating point, spherical harmonics (orders 2, 4, 6; fitted on
+Rows: probewarp (defaults; and with BC7 texels), a compact operating point,
+its ablations (no warp = the learned dictionary with the same M, N, loss and
+domain; one fixed radius; linear blend domain with IRLS; the other
+prototype resolution), spherical harmonics (orders 2, 4, 6; fitted on
 linear radiance as users do, and order 6 also on tonemapped values), PCA
 (dense K), k-means VQ. Held-out test: bake on the even half of a
 checkerboard of the grid, decode at the odd half, against blending the
@@ -61,7 +62,8 @@ def _baseline(est, faces, family):
 
 
 def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototype_res=None, n_iter=4,
-            seed=0, pca_components=(4, 8, 16, 32), heldout=True, progress=None) -> dict:
+            seed=0, pca_components=(4, 8, 16, 32, 64), heldout=True, super_resolution=True,
+            progress=None) -> dict:
     """Run every method on the same probes.
 
     Parameters
@@ -69,6 +71,8 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
     positions : (P, 3) float
     faces : (P, 6, R, R, 3) float linear radiance
     grid : (shape, lo, hi) or None; the held-out test needs a grid
+    super_resolution : bool
+        Include the Rp = 2R ablation (the slowest row) when Rp defaults to R.
     progress : callable(str) or None, called before each method
 
     Returns
@@ -83,14 +87,20 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
     common = dict(n_prototypes=n_prototypes, n_taps=n_taps, n_iter=n_iter, seed=seed)
     rows = []
     with tempfile.TemporaryDirectory(prefix="probewarp-compare-") as tmp:
+        compact_fmt = "bc7" if (R // 2) % 4 == 0 and R >= 8 else "rgba8"
         plan = [
             ("probewarp", dict(prototype_res=prototype_res)),
+            ("probewarp, bc7 texels", dict(prototype_res=prototype_res, texel_format="bc7"))
+            if (prototype_res or R) % 4 == 0 else None,
+            (f"probewarp compact ({compact_fmt}, Rp = {max(2, R // 2)})",
+             dict(prototype_res=max(2, R // 2), texel_format=compact_fmt)),
             ("ablation: no warp (learned dictionary)", dict(prototype_res=prototype_res, warp=False)),
             ("ablation: one fixed radius", dict(prototype_res=prototype_res, fit_radius=False)),
-            (f"ablation: Rp = R = {R}", dict(prototype_res=R)),
-            (f"probewarp compact (rgba8, Rp = {max(2, R // 2)})",
-             dict(prototype_res=max(2, R // 2), texel_format="rgba8")),
+            ("ablation: linear blend domain (IRLS)", dict(prototype_res=prototype_res, domain="linear")),
+            (f"ablation: Rp = R = {R}", dict(prototype_res=R)) if (prototype_res or R) != R else
+            (f"ablation: Rp = 2R = {2 * R}", dict(prototype_res=2 * R)) if super_resolution else None,
         ]
+        plan = [p for p in plan if p is not None]
         for name, kw in plan:
             say(name)
             rows.append(_probewarp(positions, faces, grid, tmp, name, **common, **kw))

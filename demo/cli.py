@@ -225,7 +225,7 @@ def cmd_compare(args) -> int:
         result = cmp.compare(probes.positions, probes.faces_array(np.float32), grid=grid,
                              n_prototypes=args.prototypes, n_taps=args.taps, prototype_res=args.prototype_res,
                              n_iter=args.iterations, seed=args.seed, heldout=not args.no_heldout,
-                             progress=progress)
+                             super_resolution=not args.no_super_resolution, progress=progress)
     result["input"] = str(args.input)
     write_json(out / "compare.json", result)
     cmp.plot_rate_distortion(out / "compare.png", result)
@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--prototypes", type=int, default=256, metavar="M", help="prototypes per page (default 256)")
     sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes blended per probe (default 4)")
     sp.add_argument("--prototype-res", type=int, default=None, metavar="RP",
-                    help="prototype face resolution (default: see README; a multiple of R if larger)")
+                    help="prototype face resolution (default R; a multiple of R if larger)")
     sp.add_argument("--page-probes", type=int, default=16384, metavar="K",
                     help="about K probes per page (spatial brick); one page if K >= P (default 16384)")
     sp.add_argument("--iterations", type=int, default=4, help="outer iterations (default 4)")
@@ -402,6 +402,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=int, default=4, help="outer iterations of every bake (default 4)")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--no-heldout", action="store_true", help="skip the held-out test")
+    sp.add_argument("--no-super-resolution", action="store_true",
+                    help="skip the Rp = 2R ablation (the slowest row)")
     sp.add_argument("--out", default="out/compare", help="output folder (default out/compare)")
 
     sp = add("import", cmd_import, "import a folder of 360-degree HDR images plus a CSV of positions",
