@@ -131,9 +131,8 @@ class ProbeCodec:
     prototype_res : int or None
         Rp; ``None`` -> ``R``. If larger than R it must be a multiple of it.
         Rp = 2R recovers detail from the many shifted views (+0.6 dB on the
-        built-in scene after one iteration) but costs 4x the prototype bytes
-        and ~3.5x the bake time, a worse trade than more prototypes: the
-        README's benchmark table has the figures.
+        built-in scene) but costs 4x the prototype bytes and 3.5x the bake
+        time: the README's benchmark table has the figures.
     domain : 'tonemap' | 'linear'
         Where prototypes are blended (see module notes).
     warp : bool
