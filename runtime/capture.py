@@ -219,27 +219,9 @@ class Sky:
 # ---------------------------------------------------------------------------
 
 def grid_positions(lo, hi, n) -> np.ndarray:
-    """Probe centres of a regular grid, DESIGN-NOTES §2 order.
-
-    Parameters
-    ----------
-    lo, hi : (3,) float
-        First and last probe centre along each axis.
-    n : (3,) int
-        Probes per axis (an axis with 1 probe sits at ``lo``).
-
-    Returns
-    -------
-    positions : (nx * ny * nz, 3) float32
-        ``np.meshgrid(x, y, z, indexing='ij')`` flattened: z fastest.
-    """
-    lo, hi = np.asarray(lo, np.float64).reshape(3), np.asarray(hi, np.float64).reshape(3)
-    n = np.asarray(n, np.int64).reshape(3)
-    if (n < 1).any():
-        raise ValueError(f"n must be >= 1 per axis, got {n}")
-    axes = [np.linspace(lo[k], hi[k], int(n[k])) if n[k] > 1 else np.array([lo[k]]) for k in range(3)]
-    g = np.meshgrid(*axes, indexing="ij")
-    return np.stack([a.ravel() for a in g], -1).astype(np.float32)
+    """Probe centres of a regular grid in DESIGN-NOTES §2 order: (nx*ny*nz, 3)
+    float32, z fastest. The one definition is :meth:`ProbeSet.grid`."""
+    return ProbeSet.grid(lo, hi, n)
 
 
 # ---------------------------------------------------------------------------
