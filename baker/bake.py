@@ -27,6 +27,7 @@ from scipy.spatial import cKDTree
 from . import kernels as K
 from .archive import ArchiveReader, Page
 from .errors import InputError
+from .metrics import QualityAccumulator
 from .prototypes import ProbeCodec, from_domain, sub_directions
 
 
@@ -195,6 +196,14 @@ class Decoder:
         out = np.empty((q.shape[0], sub.shape[0], 3), np.float32)
         K._render(q, sub, self.centres, self.radii, self.J, self.Rp, idx, w, out)
         return from_domain(out, self.domain, R)
+
+    def score(self, positions: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> QualityAccumulator:
+        """Decode at ``positions`` (Q, 3) chunk by chunk and score against
+        ``reference`` (Q, 6, R, R, 3) with the §5 metrics (bounded memory)."""
+        acc = QualityAccumulator()
+        for a in range(0, len(positions), chunk):
+            acc.update(reference[a:a + chunk], self.decode(positions[a:a + chunk]))
+        return acc
 
 
 def archive_meta(n_probes: int, report: dict, grid_shape=None, lo=None, hi=None) -> dict:

@@ -44,8 +44,7 @@ def _probewarp(positions, faces, grid, tmp, name, query=None, query_ref=None, **
     dec = Decoder(path)
     q = positions if query is None else query
     ref = faces if query_ref is None else query_ref
-    rec = np.concatenate([dec.decode(q[a:a + 4096]) for a in range(0, q.shape[0], 4096)])
-    s = _score(ref, rec)
+    s = dec.score(q, ref).result()
     return {"method": name, "family": "probewarp", "bytes_per_probe": size / positions.shape[0],
             "psnr_db": s["psnr_db"], "log_rmse": s["log_rmse"], "seconds": secs,
             "params": {k: v for k, v in kw.items() if k != "progress"},

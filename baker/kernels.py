@@ -137,19 +137,26 @@ def _warp_one(xi0, xi1, xi2, sub_dirs, c, r, Jm, Rp, out):
 
 
 @nb.njit(**_JIT)
+def _solve_support(G, b, support, n):
+    """Normal equations restricted to ``support[:n]`` (tiny ridge for
+    duplicated atoms): the least-squares coefficients, (n,) float64."""
+    A = np.empty((n, n))
+    rhs = np.empty(n)
+    for a in range(n):
+        rhs[a] = b[support[a]]
+        for c in range(n):
+            A[a, c] = G[support[a], support[c]]
+        A[a, a] += 1e-9 * (1.0 + A[a, a])
+    return np.linalg.solve(A, rhs)
+
+
+@nb.njit(**_JIT)
 def _nn_ls(G, b, support, n):
     """Least squares on the support with non-negativity by pruning: solve the
     normal equations on ``support[:n]``, drop the most negative coefficient
     and re-solve until all are >= 0. Returns (weights, n_kept)."""
     while n > 0:
-        A = np.empty((n, n))
-        rhs = np.empty(n)
-        for a in range(n):
-            rhs[a] = b[support[a]]
-            for c in range(n):
-                A[a, c] = G[support[a], support[c]]
-            A[a, a] += 1e-9 * (1.0 + A[a, a])
-        sol = np.linalg.solve(A, rhs)
+        sol = _solve_support(G, b, support, n)
         worst = -1
         wv = 0.0
         for a in range(n):
@@ -247,14 +254,7 @@ def _code_one(i, x, sub_dirs, C, rho, J, Rp, Y, wrow, cand, N, nonneg, idx_out, 
         if nonneg:
             coef, n = _nn_ls(G, b, support, n)
         else:
-            A = np.empty((n, n))
-            rhs = np.empty(n)
-            for a in range(n):
-                rhs[a] = b[support[a]]
-                for c in range(n):
-                    A[a, c] = G[support[a], support[c]]
-                A[a, a] += 1e-9 * (1.0 + A[a, a])
-            coef = np.linalg.solve(A, rhs)
+            coef = _solve_support(G, b, support, n)
     # error = y'Wy - 2 b'c + c'Gc
     e = yy
     for a in range(n):

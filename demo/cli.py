@@ -128,7 +128,6 @@ def _bake_and_report(probes, out: Path, args) -> dict:
     """Bake, write the archive, score it by decoding it, write report and plots."""
     from probewarp.baker.archive import write_archive
     from probewarp.baker.bake import Decoder, archive_meta, bake
-    from probewarp.baker.metrics import QualityAccumulator
     from probewarp.baker import report as rep
 
     faces = probes.faces_array()
@@ -150,10 +149,7 @@ def _bake_and_report(probes, out: Path, args) -> dict:
     size = write_archive(out, meta, pages)
     # the published numbers come from decoding the archive as written
     t1 = time.perf_counter()
-    dec = Decoder(out)
-    acc = QualityAccumulator()
-    for a in range(0, P, 4096):
-        acc.update(faces[a:a + 4096], dec.decode(probes.positions[a:a + 4096]))
+    acc = Decoder(out).score(probes.positions, faces)
     q = acc.result()
     decode_s = time.perf_counter() - t1
     paths = rep.report_paths(out)
@@ -210,28 +206,33 @@ def cmd_decode(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    probes, _ = _load_probes(args.input, False)
+    _run_compare(probes, Path(args.out), "compare", prototype_res=args.prototype_res,
+                 n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations,
+                 seed=args.seed, heldout=not args.no_heldout,
+                 super_resolution=not args.no_super_resolution)
+    print(f"\nwrote {Path(args.out) / 'compare.json'} and {Path(args.out) / 'compare.png'}")
+    return config.EXIT_OK
+
+
+def _run_compare(probes, out: Path, label: str, **kw) -> dict:
+    """Run :func:`compare` with a progress bar; write OUT/compare.json and
+    compare.png; print the table."""
     from probewarp.baker import compare as cmp
     from probewarp.baker.report import write_json
-    probes, _ = _load_probes(args.input, False)
-    grid = None
-    if probes.grid_shape is not None:
-        grid = (probes.grid_shape, probes.lo, probes.hi)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    with _progress("compare", None, unit="method") as bar:
+    grid = None if probes.grid_shape is None else (probes.grid_shape, probes.lo, probes.hi)
+    with _progress(label, None, unit="method") as bar:
         def progress(name):
             bar.set_postfix_str(name)
             bar.update(1)
         result = cmp.compare(probes.positions, probes.faces_array(np.float32), grid=grid,
-                             n_prototypes=args.prototypes, n_taps=args.taps, prototype_res=args.prototype_res,
-                             n_iter=args.iterations, seed=args.seed, heldout=not args.no_heldout,
-                             super_resolution=not args.no_super_resolution, progress=progress)
-    result["input"] = str(args.input)
+                             progress=progress, **kw)
+    result["input"] = str(probes.source)
     write_json(out / "compare.json", result)
     cmp.plot_rate_distortion(out / "compare.png", result)
     print(cmp.format_table(result))
-    print(f"\nwrote {out / 'compare.json'} and {out / 'compare.png'}")
-    return config.EXIT_OK
+    return result
 
 
 def _is_archive(path: Path) -> bool:
@@ -284,8 +285,6 @@ def cmd_validate(args) -> int:
 
 def cmd_demo(args) -> int:
     """The main job on the built-in scene: capture, bake, score, compare."""
-    from probewarp.baker import compare as cmp
-    from probewarp.baker.report import write_json
     from probewarp.runtime.capture import capture_grid
     from probewarp.runtime.scene import Scene
     out = Path(args.out)
@@ -309,16 +308,8 @@ def cmd_demo(args) -> int:
     _bake_and_report(probes, out / "probes.pwa", bake_args)
     if args.no_compare:
         return config.EXIT_OK
-    with _progress("3/3 compare", None, unit="method") as bar:
-        def progress(name):
-            bar.set_postfix_str(name)
-            bar.update(1)
-        result = cmp.compare(probes.positions, probes.faces_array(np.float32),
-                             grid=(probes.grid_shape, probes.lo, probes.hi), n_prototypes=args.prototypes,
-                             n_taps=args.taps, n_iter=args.iterations, seed=args.seed, progress=progress)
-    write_json(out / "compare.json", result)
-    cmp.plot_rate_distortion(out / "compare.png", result)
-    print(cmp.format_table(result))
+    _run_compare(probes, out, "3/3 compare", n_prototypes=args.prototypes, n_taps=args.taps,
+                 n_iter=args.iterations, seed=args.seed)
     print(f"\nwrote {out}/: probes.npz, probes.pwa (+ report and plots), compare.json, compare.png")
     return config.EXIT_OK
 
