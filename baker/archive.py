@@ -1,20 +1,28 @@
 """The probewarp archive (``.pwa``): a versioned, page-based, checksummed file.
 
-Layout, version 1 (all integers little-endian; see docs/FORMAT.md)::
+Layout, version 2 (all integers little-endian; see docs/FORMAT.md)::
 
     offset 0   header, 64 bytes
                magic     8s   b"PWARCH\\x00\\x01"
-               version   u32  1
+               version   u32  2
                flags     u32  0 (reserved)
                meta_len  u64  length of the JSON metadata that follows
                table_off u64  offset of the page table
                n_pages   u32
-               reserved  24x
+               hash_off  u64  offset of the spatial hash (0: none)
+               hash_len  u64  its compressed length
+               hash_crc  u32  CRC-32 of those bytes
+               reserved  4x
                hdr_crc   u32  CRC-32 of the 60 bytes before it
     64         metadata, JSON (UTF-8), meta_len bytes, then its CRC-32 (u32)
     table_off  page table, n_pages records of PAGE_DTYPE, then its CRC-32 (u32)
+    hash_off   grid sets: the spatial hash (:mod:`.spatialhash`), an lz4 frame
+               of its (capacity, 2) uint32 table, GPU-ready
     ...        pages: each an lz4 frame of the page payload; CRC-32 of the
                compressed bytes in its page-table record
+
+Version 1 files (no hash; dense grids or scattered sets) are still read: the
+hash of a dense grid is rebuilt from the page table on opening.
 
 A page is a spatial brick of probes with its own prototypes. Its payload is
 the concatenation, in this order, of ``centres (M,3) f32``, ``radii (M,) f32``
@@ -23,9 +31,11 @@ of :mod:`.texformats`, GPU-ready: uploads as is), for scattered sets only
 ``probe_ids (n,) u32`` (global probe index) and ``positions (n,3) f32``, and
 the codes ``indices (n,N) u8|u16`` (page-local prototype index) and
 ``weights (n,N) u8`` (fixed point, :func:`.texformats.decode_weights`).
-Pages of a grid set are bricks of whole grid cells: their probes are the
+Pages of a dense grid set are bricks of whole grid cells: their probes are the
 brick's, in grid order (z fastest), given by the page table's ``brick_lo``
-and ``brick_shape``; ids and positions are implied and not stored.
+and ``brick_shape``; ids and positions are implied and not stored. Sparse
+grid sets (``grid.dense`` false: only some lattice points hold probes) and
+scattered sets store ids and positions.
 
 Every byte of the file is covered by a checksum (header, metadata, table,
 pages). Files are written to a temporary name beside the target and renamed,
@@ -43,12 +53,13 @@ from pathlib import Path
 import lz4.frame
 import numpy as np
 
-from . import texformats
+from . import spatialhash, texformats
 from .errors import InputError
 
 MAGIC = b"PWARCH\x00\x01"
-VERSION = 1
-HEADER = struct.Struct("<8sIIQQI24x")          # 60 bytes, then the CRC (u32)
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
+HEADER = struct.Struct("<8sIIQQIQQI4x")        # 60 bytes, then the CRC (u32)
 HEADER_SIZE = HEADER.size + 4
 assert HEADER_SIZE == 64
 
@@ -88,6 +99,37 @@ def grid_brick_ids(grid: dict, brick) -> tuple[np.ndarray, np.ndarray]:
     return np.ravel_multi_index(ijk.T, tuple(shape)).astype(np.int64), lo + ijk * step
 
 
+def implicit_ids(meta: dict) -> bool:
+    """True when pages are bricks of a dense grid (ids and positions not stored)."""
+    grid = meta.get("grid")
+    return grid is not None and bool(grid.get("dense", True))
+
+
+def lattice_cells(grid: dict, positions: np.ndarray) -> np.ndarray:
+    """Integer lattice cells ``(n, 3)`` of positions that lie on a grid's lattice
+    (rounded to the nearest lattice point)."""
+    shape = np.asarray(grid["shape"], int)
+    lo, hi = np.asarray(grid["lo"], np.float64), np.asarray(grid["hi"], np.float64)
+    step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
+    return np.clip(np.rint((np.asarray(positions, np.float64) - lo) / step), 0, shape - 1).astype(np.int64)
+
+
+def build_hash(meta: dict, pages) -> tuple[np.ndarray, int]:
+    """The spatial hash of a grid set's pages (lattice cell -> page, local index)."""
+    keys, recs = [], []
+    for p, pg in enumerate(pages):
+        n = pg.probe_ids.size
+        if n > spatialhash.MAX_PAGE_PROBES:
+            raise ValueError(f"page {p} holds {n} probes; pages hold at most {spatialhash.MAX_PAGE_PROBES}")
+        cells = lattice_cells(meta["grid"], pg.positions)
+        keys.append(spatialhash.lattice_key(cells, meta["grid"]["shape"]))
+        recs.append(spatialhash.record(np.full(n, p), np.arange(n)))
+    keys = np.concatenate(keys) if keys else np.zeros(0, np.uint32)
+    if np.unique(keys).size != keys.size:
+        raise ValueError("two probes share one lattice point of the grid")
+    return spatialhash.build(keys, np.concatenate(recs) if recs else keys)
+
+
 def _index_dtype(M):
     return np.uint8 if M <= 256 else np.uint16
 
@@ -101,7 +143,7 @@ def pack_page(page: Page, meta: dict) -> bytes:
         np.ascontiguousarray(page.radii, "<f4").tobytes(),
         np.ascontiguousarray(stored).tobytes(),
     ]
-    if meta.get("grid") is None:
+    if not implicit_ids(meta):
         parts += [np.ascontiguousarray(page.probe_ids, "<u4").tobytes(),
                   np.ascontiguousarray(page.positions, "<f4").tobytes()]
     elif page.brick is None or not np.array_equal(grid_brick_ids(meta["grid"], page.brick)[0], page.probe_ids):
@@ -113,15 +155,32 @@ def pack_page(page: Page, meta: dict) -> bytes:
 
 def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str, brick=None) -> Page:
     """Inverse of :func:`pack_page`; raises InputError naming ``where`` on a size mismatch."""
+    out = page_fields(raw, n, M, meta, where)
+    if implicit_ids(meta):
+        if brick is None or int(np.prod(brick[1])) != n:
+            raise InputError(f"{where}: field brick: {brick} does not hold {n} probes")
+        out["probe_ids"], out["positions"] = grid_brick_ids(meta["grid"], brick)
+    return Page(
+        centres=out["centres"].astype(np.float64), radii=out["radii"].astype(np.float64),
+        prototypes=texformats.decode(out["prototypes"], meta["texel_format"]),
+        probe_ids=out["probe_ids"].astype(np.int64), positions=out["positions"].astype(np.float64),
+        indices=out["indices"].astype(np.int32), weights=texformats.decode_weights(out["weights"]),
+        brick=brick)
+
+
+def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
+    """The stored arrays of a page payload, as stored (zero-copy views): centres,
+    radii, prototypes (GPU-ready texel layout), probe_ids and positions (not for
+    dense grids), indices, weights (u8). Checks sizes and prototype indices."""
     Rp, N, fmt = meta["prototype_res"], meta["n_taps"], meta["texel_format"]
     face_shape, texel_dtype = texformats.stored_layout(fmt, Rp)
-    grid = meta.get("grid")
+    implicit = implicit_ids(meta)
     sizes = [
         ("centres", (M, 3), np.dtype("<f4")),
         ("radii", (M,), np.dtype("<f4")),
         ("prototypes", (M, 6) + face_shape, texel_dtype),
     ]
-    if grid is None:
+    if not implicit:
         sizes += [("probe_ids", (n,), np.dtype("<u4")), ("positions", (n, 3), np.dtype("<f4"))]
     sizes += [("indices", (n, N), np.dtype(_index_dtype(M))), ("weights", (n, N), np.dtype(np.uint8))]
     expect = sum(int(np.prod(s)) * d.itemsize for _, s, d in sizes)
@@ -135,16 +194,7 @@ def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str, brick=None) 
     if n and (out["indices"].max(initial=0) >= M):
         raise InputError(f"{where}: field indices: a code refers to prototype "
                          f"{int(out['indices'].max())} of {M}")
-    if grid is not None:
-        if brick is None or int(np.prod(brick[1])) != n:
-            raise InputError(f"{where}: field brick: {brick} does not hold {n} probes")
-        out["probe_ids"], out["positions"] = grid_brick_ids(grid, brick)
-    return Page(
-        centres=out["centres"].astype(np.float64), radii=out["radii"].astype(np.float64),
-        prototypes=texformats.decode(out["prototypes"], fmt),
-        probe_ids=out["probe_ids"].astype(np.int64), positions=out["positions"].astype(np.float64),
-        indices=out["indices"].astype(np.int32), weights=texformats.decode_weights(out["weights"]),
-        brick=brick)
+    return out
 
 
 def write_archive(path, meta: dict, pages: list[Page]) -> int:
@@ -155,6 +205,15 @@ def write_archive(path, meta: dict, pages: list[Page]) -> int:
     """
     path = Path(path)
     meta = dict(meta, format_version=VERSION, n_pages=len(pages))
+    hash_blob = b""
+    if meta.get("grid") is not None:
+        meta["grid"] = dict(meta["grid"], dense=bool(meta["grid"].get("dense", True)))
+        htable, max_probe = build_hash(meta, pages)
+        hash_blob = lz4.frame.compress(htable.astype("<u4").tobytes(), compression_level=9)
+        meta["hash"] = {"capacity": int(htable.shape[0]), "max_probe": int(max_probe),
+                        "n_keys": int(sum(pg.probe_ids.size for pg in pages)),
+                        "function": "fmix32(lattice id) & (capacity-1), linear probing",
+                        "record": "page << 16 | local"}
     blobs, table = [], np.zeros(len(pages), PAGE_DTYPE)
     for i, pg in enumerate(pages):
         raw = pack_page(pg, meta)
@@ -165,15 +224,17 @@ def write_archive(path, meta: dict, pages: list[Page]) -> int:
         rec["n_probes"], rec["n_prototypes"] = pg.probe_ids.size, pg.centres.shape[0]
         if pg.positions.size:
             rec["lo"], rec["hi"] = pg.positions.min(axis=0), pg.positions.max(axis=0)
-        if pg.brick is not None:
+        if pg.brick is not None and implicit_ids(meta):
             rec["brick_lo"], rec["brick_shape"] = pg.brick
     meta_bytes = json.dumps(meta, sort_keys=True).encode()
     table_off = HEADER_SIZE + len(meta_bytes) + 4
-    off = table_off + table.nbytes + 4
+    hash_off = table_off + table.nbytes + 4
+    off = hash_off + len(hash_blob)
     for i, b in enumerate(blobs):
         table[i]["offset"] = off
         off += len(b)
-    head = HEADER.pack(MAGIC, VERSION, 0, len(meta_bytes), table_off, len(pages))
+    head = HEADER.pack(MAGIC, VERSION, 0, len(meta_bytes), table_off, len(pages),
+                       hash_off if hash_blob else 0, len(hash_blob), zlib.crc32(hash_blob))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with open(tmp, "wb") as f:
@@ -181,6 +242,7 @@ def write_archive(path, meta: dict, pages: list[Page]) -> int:
             f.write(meta_bytes + struct.pack("<I", zlib.crc32(meta_bytes)))
             tb = table.tobytes()
             f.write(tb + struct.pack("<I", zlib.crc32(tb)))
+            f.write(hash_blob)
             for b in blobs:
                 f.write(b)
             f.flush()
@@ -222,11 +284,12 @@ class ArchiveReader:
     def _open(self, size):
         mm, p = self._mm, self.path
         head = mm[:HEADER.size]
-        magic, version, flags, meta_len, table_off, n_pages = HEADER.unpack(head)
+        magic, version, flags, meta_len, table_off, n_pages, hash_off, hash_len, hash_crc = HEADER.unpack(head)
         if magic != MAGIC:
             raise InputError(f"{p}: field magic: not a probewarp archive (bad magic {magic!r})")
-        if version != VERSION:
-            raise InputError(f"{p}: field version: unknown format version {version} (this reader knows {VERSION})")
+        if version not in READABLE_VERSIONS:
+            raise InputError(f"{p}: field version: unknown format version {version} "
+                             f"(this reader knows {', '.join(map(str, READABLE_VERSIONS))})")
         if struct.unpack("<I", mm[HEADER.size:HEADER_SIZE])[0] != zlib.crc32(head):
             raise InputError(f"{p}: field header: checksum mismatch")
         m_end = HEADER_SIZE + meta_len
@@ -244,6 +307,20 @@ class ArchiveReader:
             raise InputError(f"{p}: field page table: checksum mismatch")
         self.table = np.frombuffer(tb, PAGE_DTYPE).copy()
         end = t_end + 4
+        self.version = version
+        self._hash = None
+        if hash_off or hash_len:
+            if hash_off != end or end + hash_len > size:
+                raise InputError(f"{p}: field hash: truncated or misplaced (offset {hash_off}, "
+                                 f"size {hash_len}, file {size} bytes)")
+            self._hash_blob = (hash_off, hash_len, hash_crc)
+            if zlib.crc32(mm[hash_off:hash_off + hash_len]) != hash_crc:
+                raise InputError(f"{p}: field hash: checksum mismatch")
+            if "hash" not in self.meta:
+                raise InputError(f"{p}: field hash: the file has a hash but the metadata does not describe it")
+            end += hash_len
+        elif version >= 2 and self.meta.get("grid") is not None:
+            raise InputError(f"{p}: field hash: a grid archive without its spatial hash")
         for i, rec in enumerate(self.table):
             if int(rec["offset"]) != end or end + int(rec["size"]) > size:
                 raise InputError(f"{p}: page {i}: truncated or misplaced (offset {int(rec['offset'])}, "
@@ -257,7 +334,52 @@ class ArchiveReader:
     def n_pages(self) -> int:
         return int(self.table.size)
 
+    def hash(self) -> tuple[np.ndarray, int] | None:
+        """The spatial hash of a grid archive: ``(table (capacity, 2) uint32, max_probe)``
+        (:mod:`.spatialhash`), or None for scattered sets. Version 1 files of dense
+        grids get theirs rebuilt from the page table."""
+        if self.meta.get("grid") is None:
+            return None
+        if self._hash is None:
+            if self.version == 1:
+                pages = []
+                for rec in self.table:
+                    ids, pos = grid_brick_ids(self.meta["grid"], (rec["brick_lo"], rec["brick_shape"]))
+                    pages.append(Page(None, None, None, ids, pos, None, None))
+                self._hash = build_hash(self.meta, pages)
+            else:
+                off, n, _ = self._hash_blob
+                h = self.meta["hash"]
+                try:
+                    raw = lz4.frame.decompress(self._mm[off:off + n])
+                except RuntimeError as e:
+                    raise InputError(f"{self.path}: field hash: cannot decompress ({e})") from e
+                cap, mp = int(h["capacity"]), int(h["max_probe"])
+                if len(raw) != cap * 8 or cap & (cap - 1) or not 1 <= mp <= cap:
+                    raise InputError(f"{self.path}: field hash: {len(raw)} bytes for capacity {cap}, "
+                                     f"max_probe {mp}")
+                self._hash = (np.frombuffer(raw, "<u4").reshape(cap, 2).copy(), mp)
+        return self._hash
+
     def page(self, i: int) -> Page:
+        """Page ``i``, checked and decoded to float (see :class:`Page`)."""
+        raw = self._page_bytes(i)
+        rec = self.table[i]
+        brick = (tuple(int(v) for v in rec["brick_lo"]), tuple(int(v) for v in rec["brick_shape"])) \
+            if implicit_ids(self.meta) else None
+        return unpack_page(raw, int(rec["n_probes"]), int(rec["n_prototypes"]), self.meta,
+                           f"{self.path}: page {i}", brick)
+
+    def page_stored(self, i: int) -> dict:
+        """Page ``i``, checked, its arrays as stored (:func:`page_fields`): what the
+        GPU streamer uploads. Safe to call from another thread than the opener's."""
+        rec = self.table[i]
+        return page_fields(self._page_bytes(i), int(rec["n_probes"]), int(rec["n_prototypes"]),
+                           self.meta, f"{self.path}: page {i}")
+
+    def _page_bytes(self, i: int) -> bytes:
+        if not 0 <= i < self.n_pages:
+            raise IndexError(f"{self.path}: page {i} of {self.n_pages}")
         rec = self.table[i]
         off, n = int(rec["offset"]), int(rec["size"])
         blob = self._mm[off:off + n]
@@ -269,18 +391,23 @@ class ArchiveReader:
             raise InputError(f"{self.path}: page {i}: cannot decompress ({e})") from e
         if len(raw) != int(rec["raw_size"]):
             raise InputError(f"{self.path}: page {i}: decompressed to {len(raw)} bytes, expected {int(rec['raw_size'])}")
-        brick = (tuple(int(v) for v in rec["brick_lo"]), tuple(int(v) for v in rec["brick_shape"])) \
-            if self.meta.get("grid") is not None else None
-        return unpack_page(raw, int(rec["n_probes"]), int(rec["n_prototypes"]), self.meta,
-                           f"{self.path}: page {i}", brick)
+        return raw
 
     def validate(self) -> None:
         """Decode and check every page; raises InputError at the first bad one."""
         seen = 0
+        pages = []
         for i in range(self.n_pages):
-            seen += self.page(i).probe_ids.size
+            pg = self.page(i)
+            seen += pg.probe_ids.size
+            pages.append(Page(None, None, None, pg.probe_ids, pg.positions, None, None))
         if seen != self.meta.get("n_probes", seen):
             raise InputError(f"{self.path}: field n_probes: pages hold {seen} probes, metadata says {self.meta['n_probes']}")
+        if self.meta.get("grid") is not None:
+            table, max_probe = self.hash()
+            expect, _ = build_hash(self.meta, pages)
+            if not np.array_equal(table, expect):
+                raise InputError(f"{self.path}: field hash: does not map the pages' probes")
 
     def summary(self) -> dict:
         m = self.meta
@@ -288,7 +415,10 @@ class ArchiveReader:
                 "bytes_per_probe": self.size / max(m["n_probes"], 1), "n_pages": self.n_pages,
                 "prototypes_total": int(self.table["n_prototypes"].sum()), "probe_res": m["probe_res"],
                 "prototype_res": m["prototype_res"], "n_taps": m["n_taps"], "texel_format": m["texel_format"],
-                "domain": m["domain"], "grid": m.get("grid")}
+                "domain": m["domain"], "grid": m.get("grid"),
+                "hash": None if m.get("grid") is None else {
+                    "capacity": self.hash()[0].shape[0], "max_probe": self.hash()[1],
+                    "bytes": int(self._hash_blob[1]) if self.version >= 2 else 0}}
 
     def close(self):
         if getattr(self, "_mm", None) is not None:

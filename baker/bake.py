@@ -25,9 +25,10 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from . import kernels as K
-from .archive import ArchiveReader, Page
+from . import spatialhash
+from .archive import ArchiveReader, Page, build_hash
 from .errors import InputError
-from .metrics import QualityAccumulator
+from .metrics import QualityAccumulator, inverse_tonemap
 from .prototypes import ProbeCodec, from_domain, sub_directions
 
 
@@ -117,15 +118,27 @@ class Decoder:
     Parameters
     ----------
     source : path of an archive, or (pages, meta)
+
+    Notes
+    -----
+    Grid sets (dense or sparse) find the 8 lattice points around a position
+    through the archive's spatial hash (:mod:`.spatialhash`), exactly as the
+    GLSL decoder does. A corner that holds no probe (a sparse grid's empty
+    cell, or, on the GPU, a page that is not resident) is dropped and the
+    other corners' trilinear weights are renormalised; if those weights sum
+    to 0 the present corners share equally; with no corner present the
+    position has no data and decodes to 0 (the GLSL decoder returns alpha 0).
     """
 
     def __init__(self, source):
         if isinstance(source, tuple):
             pages, meta = source
+            table = build_hash(meta, pages) if meta.get("grid") is not None else None
         else:
             with ArchiveReader(source) as ar:
                 meta = ar.meta
                 pages = [ar.page(i) for i in range(ar.n_pages)]
+                table = ar.hash()
         self.meta = meta
         self.domain = meta["domain"]
         self.Rp = int(meta["prototype_res"])
@@ -143,28 +156,53 @@ class Decoder:
             self.codes_idx[pg.probe_ids] = pg.indices + o
             self.codes_w[pg.probe_ids] = pg.weights
             self.positions[pg.probe_ids] = pg.positions
+        #: probe id of (page, local): _page_ids[_page_first[page] + local]
+        self._page_first = np.cumsum([0] + [pg.probe_ids.size for pg in pages])
+        self._page_ids = np.concatenate([pg.probe_ids for pg in pages]).astype(np.int64)
         grid = meta.get("grid")
         self.grid = None if grid is None else {k: np.asarray(v) for k, v in grid.items()}
+        self.hash = table
         self._tree = None
 
-    def stencil(self, q: np.ndarray):
-        """Probes and weights blended at each query: (Q, 8) int64 ids, (Q, 8) float64 weights."""
+    def corners(self, q: np.ndarray):
+        """Grid sets: the 8 lattice cells around each query ``(Q, 8, 3)`` int64 and
+        their trilinear weights ``(Q, 8)`` float64, the query clamped into the
+        grid box. Corner ``c`` is offset ``((c>>2)&1, (c>>1)&1, c&1)``; on an
+        axis with one lattice point both offsets name point 0."""
+        shape = self.grid["shape"].astype(int)
+        lo, hi = self.grid["lo"].astype(np.float64), self.grid["hi"].astype(np.float64)
+        step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
+        u = np.clip((q - lo) / step, 0, shape - 1)
+        i0 = np.minimum(np.floor(u).astype(np.int64), np.maximum(shape - 2, 0))
+        f = u - i0
+        o = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
+        ijk = np.minimum(i0[:, None, :] + o[None], shape - 1)
+        w = np.prod(np.where(o[None] == 1, f[:, None, :], 1 - f[:, None, :]), axis=2)
+        return ijk, w
+
+    def stencil(self, q: np.ndarray, resident=None):
+        """Probes and weights blended at each query: (Q, 8) int64 ids, (Q, 8) float64 weights.
+
+        ``resident`` (grid sets; optional ``(n_pages,)`` bool) emulates the GPU
+        streamer: corners on pages not resident are dropped like empty cells.
+        Rows with no probe at all have all-zero weights.
+        """
         q = np.asarray(q, np.float64)
         if self.grid is not None:
-            shape = self.grid["shape"].astype(int)
-            lo, hi = self.grid["lo"].astype(np.float64), self.grid["hi"].astype(np.float64)
-            step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
-            u = np.clip((q - lo) / step, 0, shape - 1)
-            i0 = np.minimum(np.floor(u).astype(int), np.maximum(shape - 2, 0))
-            f = u - i0
-            ids, ws = [], []
-            for corner in range(8):
-                o = np.array([(corner >> 2) & 1, (corner >> 1) & 1, corner & 1])
-                ijk = np.minimum(i0 + o, shape - 1)
-                wgt = np.prod(np.where(o == 1, f, 1 - f), axis=1)
-                ids.append(np.ravel_multi_index(ijk.T, tuple(shape)))
-                ws.append(wgt)
-            return np.stack(ids, 1), np.stack(ws, 1)
+            ijk, w = self.corners(q)
+            keys = spatialhash.lattice_key(ijk, self.grid["shape"])
+            rec = spatialhash.lookup(self.hash[0], self.hash[1], keys)
+            present = rec != spatialhash.EMPTY
+            page, local = spatialhash.split_record(np.where(present, rec, 0))
+            if resident is not None:
+                present &= np.asarray(resident, bool)[page]
+            ids = np.where(present, self._page_ids[self._page_first[page] + local], 0)
+            w = np.where(present, w, 0.0)
+            total = w.sum(axis=1, keepdims=True)
+            count = present.sum(axis=1, keepdims=True)
+            w = np.where(total > 0, w / np.where(total > 0, total, 1.0),
+                         present / np.maximum(count, 1))
+            return ids, w
         if self._tree is None:
             self._tree = cKDTree(self.positions)
         k = min(8, self.positions.shape[0])
@@ -176,18 +214,19 @@ class Decoder:
         w[exact, 0] = 1.0
         return ids, w / w.sum(axis=1, keepdims=True)
 
-    def decode(self, positions: np.ndarray, R: int | None = None) -> np.ndarray:
+    def decode(self, positions: np.ndarray, R: int | None = None, resident=None) -> np.ndarray:
         """Radiance at arbitrary positions: (Q, 3) -> (Q, 6, R, R, 3) float32.
 
         ``R`` defaults to the baked probes' resolution; if the prototypes are
         finer (``Rp = k R``) each texel averages ``k x k`` warped sub-samples.
+        ``resident``: see :meth:`stencil`.
         """
         q = np.ascontiguousarray(np.asarray(positions, np.float64).reshape(-1, 3))
         R = int(R or self.meta["probe_res"])
         if self.Rp > R and self.Rp % R:
             raise InputError(f"--res {R}: must divide the prototype resolution {self.Rp} (or be at least it)")
         k = max(1, self.Rp // R)
-        ids, sw = self.stencil(q)
+        ids, sw = self.stencil(q, resident)
         N = self.codes_idx.shape[1]
         idx = np.ascontiguousarray(self.codes_idx[ids].reshape(q.shape[0], -1))
         w = np.ascontiguousarray((self.codes_w[ids] * sw[..., None]).reshape(q.shape[0], -1).astype(np.float32))
@@ -196,6 +235,21 @@ class Decoder:
         out = np.empty((q.shape[0], sub.shape[0], 3), np.float32)
         K._render(q, sub, self.centres, self.radii, self.J, self.Rp, idx, w, out)
         return from_domain(out, self.domain, R)
+
+    def radiance(self, position, directions, resident=None) -> np.ndarray:
+        """Radiance at one position in arbitrary directions (no sub-sampling):
+        (3,), (T, 3) unit -> (T, 3) float32. The CPU twin of GLSL ``pw_decode``
+        at level 0 (what a camera at ``position`` sees)."""
+        q = np.ascontiguousarray(np.asarray(position, np.float64).reshape(1, 3))
+        d = np.asarray(directions, np.float64).reshape(-1, 3)
+        d = np.ascontiguousarray((d / np.linalg.norm(d, axis=1, keepdims=True))[:, None, :])
+        ids, sw = self.stencil(q, resident)
+        idx = np.ascontiguousarray(self.codes_idx[ids].reshape(1, -1))
+        w = np.ascontiguousarray((self.codes_w[ids] * sw[..., None]).reshape(1, -1).astype(np.float32))
+        out = np.empty((1, d.shape[0], 3), np.float32)
+        K._render(q, d, self.centres, self.radii, self.J, self.Rp, idx, w, out)
+        y = out[0]
+        return (inverse_tonemap(y) if self.domain == "tonemap" else np.maximum(y, 0.0)).astype(np.float32)
 
     def score(self, positions: np.ndarray, reference: np.ndarray, chunk: int = 4096) -> QualityAccumulator:
         """Decode at ``positions`` (Q, 3) chunk by chunk and score against
@@ -206,14 +260,16 @@ class Decoder:
         return acc
 
 
-def archive_meta(n_probes: int, report: dict, grid_shape=None, lo=None, hi=None) -> dict:
-    """The archive metadata of a bake (see :mod:`.archive`)."""
+def archive_meta(n_probes: int, report: dict, grid_shape=None, lo=None, hi=None, dense=True) -> dict:
+    """The archive metadata of a bake (see :mod:`.archive`); ``dense`` False for a
+    sparse grid (probes on some lattice points only)."""
     meta = {"n_probes": int(n_probes), "probe_res": int(report["probe_res"]),
             "prototype_res": int(report["prototype_res"]), "n_taps": int(report["n_taps"]),
             "texel_format": report["texel_format"], "domain": report["domain"],
             "warp_miss_rule": "closest-approach", "weight_encoding": "u8/128",
-            "interpolation": "trilinear" if grid_shape is not None else "inverse-distance-8"}
+            "interpolation": ("trilinear" if dense else "trilinear-present-corners")
+            if grid_shape is not None else "inverse-distance-8"}
     if grid_shape is not None:
         meta["grid"] = {"shape": [int(v) for v in grid_shape], "lo": [float(v) for v in lo],
-                        "hi": [float(v) for v in hi]}
+                        "hi": [float(v) for v in hi], "dense": bool(dense)}
     return meta

@@ -371,6 +371,9 @@ class ProbeSet:
     grid_shape : (3,) int or None
         When the probes form a regular grid (x, y, z order, z fastest:
         ``np.meshgrid(..., indexing='ij')`` flattened; see :meth:`grid`).
+        A *sparse* grid (probes only where people can go) has fewer probes
+        than ``prod(grid_shape)``, each on a distinct lattice point of
+        ``lo``..``hi`` (given explicitly), in any order: see :attr:`grid_dense`.
     lo, hi : (3,) float64 or None
         Grid bounds (first and last probe centre along each axis).
     names : list of str or None
@@ -407,6 +410,13 @@ class ProbeSet:
             self.source = str(self.source)
 
     # basic properties ---------------------------------------------------
+    @property
+    def grid_dense(self) -> bool | None:
+        """True for a full grid, False for a sparse one, None without a grid."""
+        if self.grid_shape is None:
+            return None
+        return int(np.prod(self.grid_shape)) == self.n_probes
+
     @property
     def n_probes(self) -> int:
         return int(self.positions.shape[0])
@@ -819,11 +829,14 @@ def _check_grid(ps: ProbeSet, src: str) -> None:
             or any(v < 1 for v in gs)):
         raise _err(ps, src, f"expected 3 positive integers, got {gs!r}", field="grid_shape")
     P = ps.n_probes
-    if int(np.prod(gs)) != P:
-        raise _err(ps, src, f"{gs} has {int(np.prod(gs))} points but the set has {P} probes",
-                   field="grid_shape")
+    if int(np.prod(gs)) < P or (int(np.prod(gs)) > P and (lo is None or hi is None)):
+        raise _err(ps, src, f"{gs} has {int(np.prod(gs))} points but the set has {P} probes "
+                   "(a sparse grid, with fewer probes than points, needs lo and hi)", field="grid_shape")
     if (lo is None) != (hi is None):
         raise _err(ps, src, "only one of lo/hi given", field="lo" if lo is None else "hi")
+    if int(np.prod(gs)) > P:
+        _check_sparse_grid(ps, src)
+        return
     if lo is None:
         lo, hi = ps.positions[0].astype(np.float64), ps.positions[-1].astype(np.float64)
     for key, v in (("lo", lo), ("hi", hi)):
@@ -842,6 +855,40 @@ def _check_grid(ps: ProbeSet, src: str) -> None:
         raise _err(ps, src, f"position {pos[i].tolist()} is not grid point {expect[i].tolist()} "
                    f"of grid_shape {gs}, lo {np.asarray(lo).tolist()}, hi {np.asarray(hi).tolist()} "
                    f"(meshgrid 'ij' order, z fastest; {bad.size} probes off)", probe=i, field="positions")
+
+
+def _check_sparse_grid(ps: ProbeSet, src: str) -> None:
+    """Every probe of a sparse grid sits on its own lattice point of lo..hi."""
+    gs = np.asarray(ps.grid_shape, np.int64)
+    for key, v in (("lo", ps.lo), ("hi", ps.hi)):
+        a = np.asarray(v)
+        if a.shape != (3,) or a.dtype.kind not in "iuf" or not np.all(np.isfinite(a)):
+            raise _err(ps, src, f"expected 3 finite numbers, got {v!r}", field=key)
+    lo, hi = np.asarray(ps.lo, np.float64), np.asarray(ps.hi, np.float64)
+    step = np.where(gs > 1, (hi - lo) / np.maximum(gs - 1, 1), 0.0)
+    pos = ps.positions.astype(np.float64)
+    u = np.where(step != 0, (pos - lo) / np.where(step != 0, step, 1.0), 0.0)
+    ijk = np.rint(u).astype(np.int64)
+    snapped = lo + ijk * step
+    scale = max(float(np.linalg.norm(hi - lo)), float(np.abs(lo).max()), float(np.abs(hi).max()),
+                float(np.abs(pos).max(initial=0.0)))
+    tol = config.GRID_POSITION_REL_TOL * scale
+    off = np.where(((ijk < 0) | (ijk >= gs)).any(axis=1), np.inf, np.abs(pos - snapped).max(axis=1))
+    bad = np.flatnonzero(off > tol)
+    if bad.size:
+        i = int(bad[0])
+        raise _err(ps, src, f"{tuple(gs.tolist())} has {int(np.prod(gs))} points but the set has "
+                   f"{ps.n_probes} probes; read as a sparse grid (lo {lo.tolist()}, hi {hi.tolist()}), "
+                   f"position {pos[i].tolist()} is not one of its lattice points ({bad.size} probes off)",
+                   probe=i, field="grid_shape")
+    lin = (ijk[:, 0] * gs[1] + ijk[:, 1]) * gs[2] + ijk[:, 2]
+    uniq, first, counts = np.unique(lin, return_index=True, return_counts=True)
+    if (counts > 1).any():
+        c = int(np.flatnonzero(counts > 1)[0])
+        j = int(first[c])
+        i = int(np.flatnonzero(lin == uniq[c])[1])
+        raise _err(ps, src, f"probes {j} and {i} share the lattice point {ijk[i].tolist()} of the "
+                   "sparse grid", probe=i, field="positions")
 
 
 def _duplicate_pairs(positions: np.ndarray) -> np.ndarray:

@@ -261,7 +261,8 @@ def _bad(kind):
         pos[9] = pos[4] + np.float32(0.3 * config.DUPLICATE_POSITION_REL_TOL * diag)
         return ProbeSet(pos, f, names=ps.names), {}, "positions", 9
     if kind == "grid_product":
-        return ProbeSet(pos, f, (2, 3, 5), LO, HI), {}, "grid_shape", None
+        # more points than probes reads as a sparse grid; probe 1 is off its lattice
+        return ProbeSet(pos, f, (2, 3, 5), LO, HI), {}, "grid_shape", 1
     if kind == "grid_len":
         return ProbeSet(pos, f, (6, 4), LO, HI), {}, "grid_shape", None
     if kind == "grid_order_xy":
@@ -602,3 +603,18 @@ def test_zarr_chunks_are_bounded_in_bytes(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "ZARR_CHUNK_MAX_BYTES", 3 * per_probe)
     ps.save(tmp_path / "b.zarr")
     assert ProbeSet.load(tmp_path / "b.zarr").faces.chunk_probes == 3
+
+
+def test_sparse_grid_validates_and_rejects_shared_points():
+    """A sparse grid: fewer probes than lattice points, each on its own point, any order."""
+    pos = ProbeSet.grid(LO, HI, GRID)
+    f = np.ones((len(pos), 6, 2, 2, 3), np.float32)
+    keep = np.array([0, 3, 5, 6, 11, 17, 23])[::-1]
+    ps = ProbeSet(pos[keep], f[keep], GRID, LO, HI)
+    ps.validate("sparse.npz")
+    assert ps.grid_dense is False
+    assert ProbeSet(pos, f, GRID, LO, HI).grid_dense is True
+    twice = ProbeSet(pos[[0, 3, 3]] + np.float32(1e-7), f[:3], GRID, LO, HI)
+    with pytest.raises(ProbeSetError, match="share the lattice point") as ei:
+        twice.validate("sparse.npz")
+    assert ei.value.field == "positions"
