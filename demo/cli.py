@@ -141,11 +141,15 @@ def _bake_and_report(probes, out: Path, args) -> dict:
             bar.update(1)
         pages, report = bake(probes.positions, faces, n_prototypes=args.prototypes, n_taps=args.taps,
                              prototype_res=args.prototype_res, page_probes=args.page_probes,
-                             grid_shape=probes.grid_shape, seed=args.seed, progress=progress,
+                             grid_shape=probes.grid_shape if probes.grid_dense else None,
+                             seed=args.seed, progress=progress,
                              n_iter=args.iterations, domain=args.domain, warp=not args.no_warp,
                              texel_format=args.format)
     bake_s = time.perf_counter() - t0
-    meta = archive_meta(P, report, probes.grid_shape, probes.lo, probes.hi)
+    lo, hi = probes.lo, probes.hi
+    if probes.grid_shape is not None and lo is None:
+        lo, hi = probes.positions[0], probes.positions[-1]
+    meta = archive_meta(P, report, probes.grid_shape, lo, hi, dense=bool(probes.grid_dense))
     size = write_archive(out, meta, pages)
     # the published numbers come from decoding the archive as written
     t1 = time.perf_counter()
@@ -221,7 +225,8 @@ def _run_compare(probes, out: Path, label: str, **kw) -> dict:
     from probewarp.baker import compare as cmp
     from probewarp.baker.report import write_json
     out.mkdir(parents=True, exist_ok=True)
-    grid = None if probes.grid_shape is None else (probes.grid_shape, probes.lo, probes.hi)
+    # the held-out split and SH grids need a full grid; sparse grids compare as scattered sets
+    grid = (probes.grid_shape, probes.lo, probes.hi) if probes.grid_dense else None
     with _progress(label, None, unit="method") as bar:
         def progress(name):
             bar.set_postfix_str(name)
@@ -363,9 +368,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=int, default=4, help="outer iterations (default 4)")
     sp.add_argument("--domain", choices=["tonemap", "linear"], default="tonemap",
                     help="blend domain (default tonemap: the metric's; the decoder inverts it)")
-    sp.add_argument("--format", choices=["rgba16f", "rgb9e5", "rgba8", "bc7", "rgba32f"], default="rgba16f",
+    sp.add_argument("--format", choices=["rgba16f", "rgb9e5", "rgba8", "bc7", "bc6h", "rgba32f"],
+                    default="rgba16f",
                     help="stored prototype texel format (default rgba16f; rgba8 and bc7 need --domain "
-                         "tonemap, bc7 a prototype resolution divisible by 4)")
+                         "tonemap; bc6h, 1 byte per texel like bc7, stores HDR in either domain; bc7 "
+                         "and bc6h need a prototype resolution divisible by 4)")
     sp.add_argument("--no-warp", action="store_true", help="no parallax (infinite radii): the plain dictionary")
     sp.add_argument("--seed", type=int, default=0, help="random seed; the bake is deterministic for a seed")
     sp.add_argument("--sanitize", action="store_true", help="repair the input instead of rejecting it (reported)")

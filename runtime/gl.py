@@ -11,6 +11,11 @@ Memory layout: a probe set's faces ``(P, 6, R, R, C)`` (DESIGN-NOTES §1) are
 exactly what ``glTexSubImage3D(GL_TEXTURE_CUBE_MAP_ARRAY, ...)`` expects, with
 layer-face ``6 * p + f`` at depth ``6 * p + f``: no flips, no reordering. The
 CPU twin of what the sampler does is :func:`probewarp.baker.cubemap.sample_cube`.
+Prototypes already in an archive's stored texel format
+(:mod:`probewarp.baker.texformats`) upload as is with
+:meth:`CubemapArray.upload_stored`; the texture decodes them as
+:func:`probewarp.baker.texformats.decode` does (bit for bit on llvmpipe, but
+for 1 float32 ulp on unorm8 formats).
 
 Notes
 -----
@@ -38,6 +43,8 @@ import os
 import numpy as np
 import moderngl
 
+from probewarp.baker import texformats
+
 #: ``GL_TEXTURE_CUBE_MAP_SEAMLESS``: filter across cube faces (GL 3.2 core).
 GL_TEXTURE_CUBE_MAP_SEAMLESS = 0x884F
 
@@ -52,14 +59,48 @@ _GL_ERRORS = {
     0x0506: "GL_INVALID_FRAMEBUFFER_OPERATION",
 }
 
-#: Internal formats :class:`CubemapArray` accepts, by name -> GL enum name.
+#: Internal formats :class:`CubemapArray` accepts, by name -> GL enum name:
+#: the texel formats of :data:`probewarp.baker.texformats.FORMATS`, same names,
+#: same enums (``tests/test_gl_cubearray.py`` checks).
 INTERNAL_FORMATS = {
     "rgba16f": "GL_RGBA16F",
     "rgba32f": "GL_RGBA32F",
-    # Shared-exponent RGB: 4 bytes a texel. Upload float data; the driver packs
-    # (moderngl rejects packed RGB9E5 data, PITFALLS.md).
+    # Shared-exponent RGB: 4 bytes a texel. Upload float data (the driver
+    # packs) or the packed uint32 through upload_stored (raw GL; it is
+    # moderngl that rejects packed RGB9E5 data, PITFALLS.md).
     "rgb9e5": "GL_RGB9_E5",
+    "rgba8": "GL_RGBA8",
+    "bc7": "GL_COMPRESSED_RGBA_BPTC_UNORM",
+    "bc6h": "GL_COMPRESSED_RGB_BPTC_UNSIGNED_FLOAT",
 }
+#: Formats :meth:`CubemapArray.upload` fills from float texels (the others take
+#: their stored form through :meth:`CubemapArray.upload_stored`).
+FLOAT_UPLOAD_FORMATS = ("rgba16f", "rgba32f", "rgb9e5")
+#: Block-compressed formats (4x4 blocks of 16 bytes, ``glCompressedTexSubImage3D``).
+COMPRESSED_FORMATS = ("bc7", "bc6h")
+#: Pixel transfer ``(format, type)`` of each uncompressed stored layout
+#: (:func:`probewarp.baker.texformats.stored_layout`).
+_STORED_TRANSFER = {
+    "rgba16f": ("GL_RGBA", "GL_HALF_FLOAT"),            # (..., 4) float16
+    "rgba32f": ("GL_RGBA", "GL_FLOAT"),                 # (..., 4) float32
+    "rgb9e5": ("GL_RGB", "GL_UNSIGNED_INT_5_9_9_9_REV"),  # (...,) uint32, E in the top 5 bits
+    "rgba8": ("GL_RGBA", "GL_UNSIGNED_BYTE"),           # (..., 4) uint8
+}
+
+
+def _max_levels(R: int, internal_format: str) -> int:
+    """Mip levels a ``R x R`` texture of ``internal_format`` may have.
+
+    ``floor(log2 R) + 1``; for block formats only the levels whose faces are
+    whole 4x4 blocks (``R >> level`` divisible by 4), so that every level has
+    a stored layout to upload.
+    """
+    if internal_format not in COMPRESSED_FORMATS:
+        return R.bit_length()
+    n = 0
+    while (R >> n) >= 4 and (R >> n) % 4 == 0:
+        n += 1
+    return n
 
 
 def _gl():
@@ -217,10 +258,19 @@ class CubemapArray:
         ``R``, face width and height of level 0.
     layers : int
         Number of cubemaps (texture depth ``6 * layers``).
-    internal_format : {"rgba16f", "rgba32f", "rgb9e5"}
+    internal_format : {"rgba16f", "rgba32f", "rgb9e5", "rgba8", "bc7", "bc6h"}
+        The texel formats of :mod:`probewarp.baker.texformats`. The float
+        formats fill from float texels (:meth:`upload`); every format fills
+        from its stored form as is (:meth:`upload_stored`): ``rgba8`` and
+        ``bc7`` hold [0, 1] values (the tonemapped blend domain), ``bc6h``
+        non-negative HDR values. ``bc7`` and ``bc6h`` need ``R`` divisible
+        by 4.
     levels : int
-        Mip levels, ``1 <= levels <= floor(log2 R) + 1``. Storage is immutable
-        (``glTexStorage3D``); fill the levels with :meth:`upload` or
+        Mip levels, ``1 <= levels <= floor(log2 R) + 1``; for ``bc7`` and
+        ``bc6h`` only levels of whole 4x4 blocks (``R >> level`` divisible
+        by 4: at most 3 for R = 16). Storage is immutable
+        (``glTexStorage3D``); fill the levels with :meth:`upload`,
+        :meth:`upload_stored` or (not for ``bc7``/``bc6h``)
         :meth:`generate_mipmaps`.
 
     Notes
@@ -243,9 +293,12 @@ class CubemapArray:
                              f"got {internal_format!r}")
         if R < 1 or layers < 1:
             raise ValueError(f"resolution and layers must be >= 1, got {R}, {layers}")
-        max_levels = R.bit_length()  # floor(log2 R) + 1
+        if internal_format in COMPRESSED_FORMATS and R % 4:
+            raise ValueError(f"{internal_format} needs a resolution divisible by 4 (4x4 blocks), got {R}")
+        max_levels = _max_levels(R, internal_format)
         if not 1 <= levels <= max_levels:
-            raise ValueError(f"levels must be in [1, {max_levels}] for R={R}, got {levels}")
+            raise ValueError(f"levels must be in [1, {max_levels}] for R={R} ({internal_format}), "
+                             f"got {levels}")
         max_layers = int(GL.glGetIntegerv(GL.GL_MAX_ARRAY_TEXTURE_LAYERS)) // 6
         max_size = int(GL.glGetIntegerv(GL.GL_MAX_CUBE_MAP_TEXTURE_SIZE))
         if layers > max_layers or R > max_size:
@@ -348,8 +401,18 @@ class CubemapArray:
             llvmpipe).
         level : int
             Mip level written.
+
+        Raises
+        ------
+        ValueError
+            For ``rgba8``, ``bc7`` and ``bc6h`` textures: they take their
+            stored form, ``upload_stored(layer_start, texformats.encode(x, fmt))``.
         """
         GL = _gl()
+        if self._format not in FLOAT_UPLOAD_FORMATS:
+            raise ValueError(f"upload() takes float texels for {', '.join(FLOAT_UPLOAD_FORMATS)} "
+                             f"textures; a {self._format} texture takes its stored form: "
+                             f"upload_stored(layer_start, texformats.encode(texels, {self._format!r}))")
         data = np.asarray(data)
         if data.dtype == np.float64:
             data = data.astype(np.float32)
@@ -382,6 +445,80 @@ class CubemapArray:
                   GL.GL_TEXTURE_CUBE_MAP_ARRAY, level, 0, 0, 6 * int(layer_start),
                   r, r, 6 * n, fmt, typ, ptr)
 
+    def upload_stored(self, layer_start: int, stored: np.ndarray, level: int = 0, *,
+                      fmt: str | None = None) -> None:
+        """Write ``n`` whole cubemaps already in the texture's stored texel format.
+
+        No conversion: the bytes go to GL as they are, in one call
+        (``glTexSubImage3D``, or ``glCompressedTexSubImage3D`` for ``bc7`` /
+        ``bc6h``), and the texture then samples as
+        ``texformats.decode(stored, internal_format)``: bit-exact on llvmpipe
+        except ``rgba8``/``bc7``, within 1 float32 ulp (``tests/test_gl_cubearray.py``).
+
+        Parameters
+        ----------
+        layer_start : int
+            First cubemap written (``zoffset = 6 * layer_start``).
+        stored : (n, 6) + face_shape, dtype
+            ``face_shape, dtype = texformats.stored_layout(internal_format, r)``
+            with ``r = max(1, R >> level)``, e.g. the output of
+            :func:`probewarp.baker.texformats.encode`: ``rgba16f`` (r, r, 4)
+            float16 (``GL_RGBA``/``GL_HALF_FLOAT``), ``rgba32f`` (r, r, 4)
+            float32 (``GL_FLOAT``), ``rgb9e5`` (r, r) packed uint32
+            (``GL_RGB``/``GL_UNSIGNED_INT_5_9_9_9_REV``), ``rgba8`` (r, r, 4)
+            uint8 (``GL_UNSIGNED_BYTE``), ``bc7``/``bc6h`` (r/4, r/4, 16)
+            uint8 blocks.
+        level : int
+            Mip level written.
+        fmt : str, optional
+            The texel format ``stored`` is in (an archive's ``texel_format``).
+            When given it must equal :attr:`internal_format`: ``bc7`` and
+            ``bc6h`` blocks have the same shape and dtype, so only the name
+            tells them apart.
+
+        Raises
+        ------
+        ValueError
+            ``fmt`` is not the texture's format; ``stored``'s shape or dtype
+            is not the texture's stored layout at ``level``; layers out of
+            range.
+        """
+        GL = _gl()
+        ifmt_name = self._format
+        if fmt is not None and fmt != ifmt_name:
+            raise ValueError(f"stored texels are {fmt!r} but the texture is {ifmt_name!r}: "
+                             f"formats must match (no conversion in upload_stored)")
+        if not 0 <= level < self._levels:
+            raise ValueError(f"level must be in [0, {self._levels}), got {level}")
+        r = max(1, self._R >> level)
+        face_shape, dtype = texformats.stored_layout(ifmt_name, r)
+        stored = np.asarray(stored)
+        if stored.shape[1:] != (6,) + face_shape or stored.dtype != dtype:
+            raise ValueError(f"a {ifmt_name} texture at level {level} takes stored texels "
+                             f"(n, 6, {', '.join(map(str, face_shape))}) {dtype} "
+                             f"(texformats.stored_layout), got {stored.shape} {stored.dtype}")
+        n = stored.shape[0]
+        if n == 0:
+            return
+        if layer_start < 0 or layer_start + n > self._layers:
+            raise ValueError(f"layers [{layer_start}, {layer_start + n}) out of [0, {self._layers})")
+        data = np.ascontiguousarray(stored)
+        T, z = GL.GL_TEXTURE_CUBE_MAP_ARRAY, 6 * int(layer_start)
+        where = f"level={level}, zoffset={z}, {r}x{r}x{6 * n}, {ifmt_name}"
+        with self._bound(GL), _pixel_store(GL, pack=False):
+            if ifmt_name in COMPRESSED_FORMATS:
+                # PyOpenGL takes the array and works out imageSize itself (PITFALLS.md)
+                _call(f"glCompressedTexSubImage3D({where})", GL.glCompressedTexSubImage3D,
+                      T, level, 0, 0, z, r, r, 6 * n, getattr(GL, INTERNAL_FORMATS[ifmt_name]), data)
+            else:
+                # The raw binding (plain void* data): PyOpenGL's wrapper maps the
+                # pixel type to an array type and has none for
+                # GL_UNSIGNED_INT_5_9_9_9_REV (KeyError).
+                from OpenGL.raw.GL.VERSION.GL_1_2 import glTexSubImage3D  # noqa: PLC0415
+                pfmt, ptype = (getattr(GL, e) for e in _STORED_TRANSFER[ifmt_name])
+                _call(f"glTexSubImage3D({where})", glTexSubImage3D, T, level, 0, 0, z,
+                      r, r, 6 * n, pfmt, ptype, ctypes.c_void_p(data.ctypes.data))
+
     def read(self, level: int = 0) -> np.ndarray:
         """Read a whole level back (``glGetTexImage``), for tests and debugging.
 
@@ -389,7 +526,9 @@ class CubemapArray:
         -------
         (layers, 6, r, r, 4) float32
             ``r = max(1, R >> level)``; what the texture stores, decoded to
-            float (fp16 / RGB9E5 rounding included; alpha 1 for rgb9e5).
+            float by the driver (fp16 / RGB9E5 rounding included; unorm8 as
+            ``q / 255`` for rgba8 and bc7; BC6H to float16 values; alpha 1 for
+            rgb9e5 and bc6h).
         """
         GL = _gl()
         if not 0 <= level < self._levels:
@@ -417,7 +556,26 @@ class CubemapArray:
 
     def generate_mipmaps(self) -> None:
         """Fill levels ``1..levels-1`` from level 0 (``glGenerateMipmap``: the
-        driver's 2x2 box filter per face, no filtering across faces)."""
+        driver's 2x2 box filter per face, no filtering across faces).
+
+        Raises
+        ------
+        ValueError
+            For ``bc7`` and ``bc6h``. GL ES 3 forbids it for compressed
+            formats; desktop GL leaves it to the driver. Mesa llvmpipe
+            accepts it but decodes, filters and re-encodes with its own BPTC
+            encoder: measured on 32 built-in scene probes (R = 16), level 1
+            is off the box average of level 0 by 11% (bc6h) and 4.8% (bc7)
+            mean relative error, against 3.5% and 1.1% when ispc_texcomp
+            (:func:`probewarp.baker.texformats.encode`) encodes that box
+            average. Encode each level on the CPU
+            (``texformats.encode`` of box-filtered faces) and
+            :meth:`upload_stored` it with ``level=k``.
+        """
+        if self._format in COMPRESSED_FORMATS:
+            raise ValueError(f"generate_mipmaps() does not do block-compressed {self._format}: "
+                             f"encode each level on the CPU (texformats.encode of the box-filtered "
+                             f"faces) and upload_stored(..., level=k) it")
         GL = _gl()
         with self._bound(GL):
             _call("glGenerateMipmap(GL_TEXTURE_CUBE_MAP_ARRAY)", GL.glGenerateMipmap,

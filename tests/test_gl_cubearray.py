@@ -27,6 +27,13 @@ Tolerances, measured on Mesa llvmpipe (LLVM 15, GL 4.5 core, 2026-11):
 - Mip generation: within 1 float16 ulp of the box average of the level above
   (measured up to 0.98 ulp: consistent with Mesa truncating to half, as it
   does for float32 uploads).
+- Stored texels uploaded as is (``CubemapArray.upload_stored``) read back as
+  ``texformats.decode``: bit-exact for rgba16f, rgba32f, rgb9e5 and bc6h
+  (Mesa's BPTC float decoder and imagecodecs' agree bit for bit, 0 of 3,456
+  values differ); within 1 float32 ulp for rgba8 and bc7, because Mesa turns
+  unorm8 ``q`` into ``q * (1.0f / 255)`` and texformats into ``q / 255``
+  (measured: 126 of the 256 codes differ, by exactly 1 ulp). Texel-centre
+  samples of those textures equal the read-back exactly.
 """
 from __future__ import annotations
 
@@ -34,6 +41,7 @@ import moderngl
 import numpy as np
 import pytest
 
+from probewarp.baker import texformats
 from probewarp.baker.cubemap import downsample_box, texel_directions
 from probewarp.runtime import gl as pgl
 from probewarp.runtime import shaders
@@ -53,6 +61,9 @@ RGB9E5_REL_TOL = 2.0 ** -9
 #: ... or, where the shared exponent bottoms out (largest channel < 2^-15),
 #: half the smallest step, 2^-24.
 RGB9E5_ABS_TOL = 2.0 ** -25
+#: upload_stored then read() against texformats.decode, in float32 ulps of
+#: the decoded value: exact, except unorm8 (q * (1/255.0f) against q / 255).
+STORED_READBACK_ULPS = {"rgba16f": 0, "rgba32f": 0, "rgb9e5": 0, "bc6h": 0, "rgba8": 1, "bc7": 1}
 
 VALUE_RANGE = 4.0  # test data is uniform in [0, VALUE_RANGE)
 
@@ -294,12 +305,114 @@ def test_mipmaps(gl, rng):
 
 
 # ---------------------------------------------------------------------------
+# stored texel formats, uploaded as is
+# ---------------------------------------------------------------------------
+
+def stored_texels(rng, fmt, M, r):
+    """(texels (M, 6, r, r, 3) float32, texformats.encode(texels, fmt)): uniform
+    [0, 1) for the unit-range formats; else HDR, per-texel scales over six
+    decades (a few negatives: the encoders clamp them)."""
+    if fmt in texformats.UNIT_RANGE:
+        x = rng.uniform(0.0, 1.0, (M, 6, r, r, 3))
+    else:
+        x = rng.uniform(-0.05, 1.0, (M, 6, r, r, 3)) * 10.0 ** rng.uniform(-3.0, 3.0, (M, 6, r, r, 1))
+    x = x.astype(np.float32)
+    return x, texformats.encode(x, fmt)
+
+
+def assert_reads_as_decoded(back, stored, fmt):
+    """read() (..., 4) against texformats.decode(stored, fmt) within STORED_READBACK_ULPS."""
+    want = texformats.decode(stored, fmt)
+    ulps = STORED_READBACK_ULPS[fmt]
+    if ulps == 0:
+        np.testing.assert_array_equal(back[..., :3], want)
+    else:
+        err = np.abs(back[..., :3] - want)
+        assert (err <= ulps * np.spacing(want)).all(), f"{fmt}: max error {err.max():.3g}"
+    np.testing.assert_array_equal(back[..., 3], 1.0)
+
+
+def test_internal_formats_are_the_texformats():
+    assert set(pgl.INTERNAL_FORMATS) == set(texformats.FORMATS)
+    for name, gl_name in pgl.INTERNAL_FORMATS.items():
+        assert texformats.FORMATS[name]["gl"] == gl_name
+    assert set(pgl.COMPRESSED_FORMATS) == set(texformats.BLOCK_FORMATS)
+    assert set(STORED_READBACK_ULPS) == set(texformats.FORMATS)
+
+
+@pytest.mark.parametrize("fmt", sorted(texformats.FORMATS))
+def test_upload_stored_reads_back_as_decoded(gl, rng, fmt):
+    R, M = 8, 3
+    x, stored = stored_texels(rng, fmt, M, R)
+    with pgl.CubemapArray(gl, R, M, internal_format=fmt) as tex:
+        tex.upload_stored(0, stored[:1], fmt=fmt)      # two uploads: zoffset 0 and 6
+        tex.upload_stored(1, stored[1:])
+        back = tex.read()
+        sampled = sample_gpu(gl, tex, texel_centre_queries(R, M)).reshape(back.shape)
+    assert_reads_as_decoded(back, stored, fmt)
+    np.testing.assert_array_equal(sampled, back)        # the sampler decodes the same
+    if fmt in ("rgb9e5", "bc6h"):
+        assert back.max() > 100.0                       # HDR formats keep HDR
+
+
+@pytest.mark.parametrize("fmt", sorted(texformats.FORMATS))
+def test_upload_stored_level_and_layer_offset(gl, rng, fmt):
+    R, M = 8, 3
+    _, level0 = stored_texels(rng, fmt, M, R)
+    _, level1 = stored_texels(rng, fmt, 2, R // 2)
+    with pgl.CubemapArray(gl, R, M, internal_format=fmt, levels=2) as tex:
+        tex.upload_stored(0, level0)
+        tex.upload_stored(1, level1, level=1)          # layers 1 and 2 of level 1
+        tex.upload_stored(0, level1[:1], level=1)      # then layer 0
+        tex.upload_stored(2, level0[:1], level=0)      # overwrite layer 2 of level 0 only
+        back0, back1 = tex.read(0), tex.read(1)
+    assert back1.shape == (M, 6, R // 2, R // 2, 4)
+    assert_reads_as_decoded(back1, np.concatenate([level1[:1], level1]), fmt)
+    assert_reads_as_decoded(back0, np.concatenate([level0[:2], level0[:1]]), fmt)
+
+
+def test_upload_stored_rejects_mismatched_formats(gl, rng):
+    R = 8
+    x = rng.uniform(0.0, 1.0, (1, 6, R, R, 3)).astype(np.float32)
+    with pgl.CubemapArray(gl, R, 2, internal_format="bc6h", levels=2) as tex:
+        # bc7 blocks have bc6h's shape and dtype: only the name tells them apart
+        with pytest.raises(ValueError, match="'bc7' but the texture is 'bc6h'"):
+            tex.upload_stored(0, texformats.encode(x, "bc7"), fmt="bc7")
+        with pytest.raises(ValueError, match=r"bc6h texture at level 0 takes stored texels \(n, 6, 2, 2, 16\) uint8"):
+            tex.upload_stored(0, texformats.encode(x, "rgba8"))
+        with pytest.raises(ValueError, match=r"level 1 takes stored texels \(n, 6, 1, 1, 16\)"):
+            tex.upload_stored(0, texformats.encode(x, "bc6h"), level=1)
+        with pytest.raises(ValueError, match="out of"):
+            tex.upload_stored(2, texformats.encode(x, "bc6h"))
+        with pytest.raises(ValueError, match="level must be"):
+            tex.upload_stored(0, texformats.encode(x, "bc6h"), level=2)
+        with pytest.raises(ValueError, match=r"upload_stored\(layer_start, texformats.encode"):
+            tex.upload(0, x)                                # float texels into a block format
+        with pytest.raises(ValueError, match="generate_mipmaps.*upload_stored"):
+            tex.generate_mipmaps()
+    with pgl.CubemapArray(gl, R, 1, internal_format="rgba16f") as tex:
+        with pytest.raises(ValueError, match=r"float16 \(texformats.stored_layout\), got \(1, 6, 8, 8, 4\) float32"):
+            tex.upload_stored(0, texformats.encode(x, "rgba32f"))   # no silent conversion
+        with pytest.raises(ValueError, match="'rgba32f' but the texture is 'rgba16f'"):
+            tex.upload_stored(0, texformats.encode(x, "rgba32f"), fmt="rgba32f")
+    with pgl.CubemapArray(gl, R, 1, internal_format="rgba8") as tex:
+        with pytest.raises(ValueError, match="rgba8 texture takes its stored form"):
+            tex.upload(0, x)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        pgl.CubemapArray(gl, 6, 1, internal_format="bc7")
+    # block formats: only levels of whole 4x4 blocks (16, 8, 4)
+    with pytest.raises(ValueError, match=r"levels must be in \[1, 3\] for R=16 \(bc6h\)"):
+        pgl.CubemapArray(gl, 16, 1, internal_format="bc6h", levels=4)
+    pgl.CubemapArray(gl, 16, 1, internal_format="bc6h", levels=3).release()
+
+
+# ---------------------------------------------------------------------------
 # errors, binding, contexts
 # ---------------------------------------------------------------------------
 
 def test_validation(gl):
     with pytest.raises(ValueError, match="internal_format"):
-        pgl.CubemapArray(gl, 8, 1, internal_format="rgba8")
+        pgl.CubemapArray(gl, 8, 1, internal_format="bc1")
     with pytest.raises(ValueError, match="levels"):
         pgl.CubemapArray(gl, 8, 1, levels=5)
     with pgl.CubemapArray(gl, 8, 2, levels=2) as tex:
