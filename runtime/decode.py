@@ -1,0 +1,214 @@
+"""GPU decode passes built on ``shaders/common_probewarp.glsl`` and a :class:`.Streamer`.
+
+- :class:`CubemapDecoder`: decode the field into cubemaps at positions (image
+  based lighting for a host renderer; ``probewarp decode --backend gl``).
+- :class:`FieldView`: draw a camera view of the decoded field at the camera's
+  position (the flythrough).
+- :func:`decode_gl`: the whole archive path, positions in, faces out, for the
+  CLI and the parity tests against the CPU reference decoder.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..baker.errors import InputError
+from . import shaders
+from .gl import CubemapArray, _gl, check_gl_error, create_context
+from .streamer import Streamer
+
+
+def footprint_lod(Rp: int, R: int, max_lod: float) -> float:
+    """Prototype mip level whose texel footprint matches an ``R x R`` face:
+    ``log2(Rp / R)`` clamped to ``[0, max_lod]`` (0 when ``R >= Rp``)."""
+    return float(min(max(math.log2(Rp / R), 0.0), max_lod))
+
+
+class CubemapDecoder:
+    """Decode into cube-map-array layers, one cubemap per position.
+
+    Parameters
+    ----------
+    streamer : Streamer
+        Supplies the field; its pages around each position must be resident
+        (:meth:`Streamer.require` or :meth:`Streamer.update`), else the
+        documented fallback applies (alpha = coverage).
+    out_format : {"rgba32f", "rgba16f"}
+        Image format of the targets this decoder writes.
+    """
+
+    LOCAL = 8
+
+    def __init__(self, streamer: Streamer, out_format: str = "rgba32f"):
+        if out_format not in ("rgba32f", "rgba16f"):
+            raise ValueError(f"out_format must be rgba32f or rgba16f, got {out_format!r}")
+        self.streamer = streamer
+        self.ctx = streamer.ctx
+        self.out_format = out_format
+        self.program = shaders.compute(self.ctx, "decode_cubemap.cs",
+                                       dict(streamer.defines, OUT_FORMAT=out_format, LOCAL_SIZE=self.LOCAL))
+        self._positions = None
+
+    def decode_into(self, target: CubemapArray, positions, *, first_layer: int = 0, lod: float | None = None) -> None:
+        """Write the decode at ``positions`` (Q, 3) into layers ``first_layer..+Q``
+        of ``target`` (level 0). ``lod`` defaults to the footprint of the target's
+        resolution. No read-back, no wait: the GPU work is queued."""
+        GL = _gl()
+        q = np.asarray(positions, np.float32).reshape(-1, 3)
+        Q = q.shape[0]
+        if target.internal_format != self.out_format:
+            raise ValueError(f"target is {target.internal_format}, this decoder writes {self.out_format}")
+        if first_layer < 0 or first_layer + Q > target.layers:
+            raise ValueError(f"layers [{first_layer}, {first_layer + Q}) out of [0, {target.layers})")
+        R = target.resolution
+        data = np.zeros((Q, 4), np.float32)
+        data[:, :3] = q
+        if self._positions is None or self._positions.size < data.nbytes:
+            if self._positions is not None:
+                self._positions.release()
+            self._positions = self.ctx.buffer(reserve=max(data.nbytes, 1024))
+        self._positions.write(data.tobytes())
+        self._positions.bind_to_storage_buffer(0)
+        s = self.streamer
+        s.bind(self.program)
+        self.program["u_res"].value = R
+        if "u_count" in self.program:
+            self.program["u_count"].value = Q
+        if "u_first_layer" in self.program:
+            self.program["u_first_layer"].value = int(first_layer)
+        if "u_lod" in self.program:
+            self.program["u_lod"].value = footprint_lod(s.Rp, R, s.levels - 1) if lod is None else float(lod)
+        fmt = GL.GL_RGBA32F if self.out_format == "rgba32f" else GL.GL_RGBA16F
+        GL.glBindImageTexture(0, target.glo, 0, GL.GL_TRUE, 0, GL.GL_WRITE_ONLY, fmt)
+        g = -(-R // self.LOCAL)
+        self.program.run(g, g, 6 * Q)
+        GL.glMemoryBarrier(GL.GL_TEXTURE_FETCH_BARRIER_BIT | GL.GL_SHADER_IMAGE_ACCESS_BARRIER_BIT
+                           | GL.GL_TEXTURE_UPDATE_BARRIER_BIT)
+        check_gl_error("decode_cubemap.cs", self.ctx)
+
+    def release(self):
+        if self._positions is not None:
+            self._positions.release()
+            self._positions = None
+        self.program.release()
+
+
+def decode_gl(archive, positions, R: int | None = None, *, ctx=None, page_slots: int = 64,
+              chunk: int = 256, coverage: bool = False):
+    """Decode an archive at positions on the GPU (the GLSL decoder).
+
+    Parameters
+    ----------
+    archive : path of a grid archive
+    positions : (Q, 3)
+    R : output face size (default: the probes' resolution)
+    ctx : moderngl.Context, optional (default: a headless EGL context)
+    page_slots : pages resident at once (positions are decoded in groups whose
+        pages fit)
+    chunk : positions per dispatch at most
+    coverage : also return the (Q,) alpha (1: probes found)
+
+    Returns
+    -------
+    (Q, 6, R, R, 3) float32 linear radiance [, (Q,) float32 coverage]
+    """
+    own = ctx is None
+    if own:
+        ctx = create_context()
+    q = np.asarray(positions, np.float64).reshape(-1, 3)
+    try:
+        with Streamer(ctx, archive, page_slots=page_slots, uploads_per_frame=None) as s:
+            R = int(R or s.R)
+            if R < 1:
+                raise InputError(f"--res {R}: must be at least 1")
+            dec = CubemapDecoder(s, "rgba32f")
+            out = np.empty((q.shape[0], 6, R, R, 3), np.float32)
+            cov = np.empty(q.shape[0], np.float32)
+            # group positions by the pages they read, in spatial order, so each
+            # group's pages fit the slots
+            order = np.lexsort(np.floor((q - s.grid_lo) / s.grid_step).T[::-1])
+            target = CubemapArray(ctx, R, min(chunk, max(1, q.shape[0])), "rgba32f")
+            try:
+                a = 0
+                while a < len(order):
+                    b = min(a + chunk, len(order))
+                    while b - a > 1 and len(s.corner_pages(q[order[a:b]])) > s.page_slots:
+                        b = a + (b - a) // 2
+                    idx = order[a:b]
+                    s.require(q[idx])
+                    dec.decode_into(target, q[idx])
+                    got = target.read()[:len(idx)]
+                    out[idx] = got[..., :3]
+                    cov[idx] = got[:, 0, 0, 0, 3]
+                    a = b
+            finally:
+                target.release()
+                dec.release()
+            if s.failed:
+                bad = ", ".join(f"page {p}: {m}" for p, m in sorted(s.failed.items())[:3])
+                raise InputError(f"{archive}: {len(s.failed)} page(s) failed to load ({bad})")
+    finally:
+        if own:
+            ctx.release()
+    return (out, cov) if coverage else out
+
+
+class FieldView:
+    """Draw what a camera at position ``x`` sees of the decoded field (the
+    flythrough's view): every pixel is the decode at the camera's position in
+    the pixel's view direction, footprint-matched mip level, into the current
+    framebuffer (linear radiance, alpha = coverage; ``tonemap=True`` writes the
+    DESIGN-NOTES §5 tonemap instead, for 8-bit frames).
+
+    The merged code at the camera position is built once per frame by a
+    one-invocation compute pass (``code_at.cs``) into an SSBO that the
+    fragment shader reads (``field_view.fs``).
+    """
+
+    def __init__(self, streamer: Streamer, *, tonemap: bool = False):
+        self.streamer = streamer
+        self.ctx = streamer.ctx
+        defines = dict(streamer.defines)
+        self.code_pass = shaders.compute(self.ctx, "code_at.cs", defines)
+        self.program = shaders.program(self.ctx, "field_view.vs", "field_view.fs", defines=
+                                       dict(defines, PW_VIEW_TONEMAP=bool(tonemap)))
+        self.code_buffer = self.ctx.buffer(reserve=8 + 8 * 8 * streamer.N)   # std430: int, pad, ivec2[8N]
+        self.vao = self.ctx.vertex_array(self.program, [])
+
+    def render(self, position, view_rotation, fov_y_deg: float, viewport) -> None:
+        """Draw into the bound framebuffer.
+
+        Parameters
+        ----------
+        position : (3,) camera position (world)
+        view_rotation : (3, 3) camera-to-world rotation (columns: right, up, back;
+            the camera looks along -column 2, OpenGL convention)
+        fov_y_deg : vertical field of view
+        viewport : (width, height) in pixels
+        """
+        s = self.streamer
+        x = tuple(float(v) for v in np.asarray(position, np.float64).reshape(3))
+        s.bind(self.code_pass)
+        self.code_pass["u_position"].value = x
+        self.code_buffer.bind_to_storage_buffer(0)
+        self.code_pass.run(1)
+        GL = _gl()
+        GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT)
+        w, h = int(viewport[0]), int(viewport[1])
+        tan_half = math.tan(math.radians(fov_y_deg) / 2)
+        s.bind(self.program)
+        self.code_buffer.bind_to_storage_buffer(0)
+        self.program["u_position"].value = x
+        rot = np.asarray(view_rotation, np.float32).reshape(3, 3)
+        self.program["u_rotation"].write(rot.T.tobytes())   # column-major for GLSL
+        self.program["u_tan_half"].value = (tan_half * w / h, tan_half)
+        pixel_angle = 2 * tan_half / h
+        self.program["u_lod"].value = float(min(max(math.log2(pixel_angle / (math.pi / 2 / s.Rp)), 0.0),
+                                                s.levels - 1))
+        self.vao.render(mode=self.ctx.TRIANGLES, vertices=3)
+        check_gl_error("field_view", self.ctx)
+
+    def release(self):
+        for o in (self.vao, self.program, self.code_pass, self.code_buffer):
+            o.release()

@@ -1,0 +1,442 @@
+"""Stream archive pages around a camera into a fixed GPU budget.
+
+:class:`Streamer` owns everything ``shaders/common_probewarp.glsl`` reads:
+
+- the archive's spatial hash (one SSBO, the whole field: a few bytes a probe),
+- a page table (SSBO: page -> resident slot, or -1),
+- ``page_slots`` slots, each holding one page: its prototypes in cube-map-array
+  layers (one ``glTexSubImage3D`` per mip level), their spheres (centre,
+  radius) and its probes' codes (SSBOs).
+
+All GPU memory is allocated once, at construction: :attr:`budget_bytes` is
+what the streamer will ever use, whatever the camera does. A background
+thread reads, checks (CRC-32) and decompresses pages and builds their mip
+levels; the render thread only copies finished pages to the GPU in
+:meth:`update`, at most ``uploads_per_frame`` a call, and never waits on
+disk (unless asked to with ``wait=True``, for offline decoding). When the
+slots are full the least recently wanted page not needed now is evicted.
+
+Pages the shader needs but that are not resident yet are handled by the
+decoder's documented rule: their corners are dropped and the others
+renormalised; with none left the decode has coverage 0 (alpha), for the
+host's fallback. A page that fails its checks is reported in
+:attr:`failed` and treated as absent; it never stops the renderer.
+
+Threads: one loader thread, started at construction, joined by
+:meth:`close` (also on ``with`` exit). GL calls happen only on the thread
+that calls :meth:`update`/:meth:`bind` (the one whose context is current).
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..baker import spatialhash, texformats
+from ..baker.archive import ArchiveReader
+from ..baker.cubemap import downsample_box
+from ..baker.errors import InputError
+from .gl import GL_TEXTURE_CUBE_MAP_SEAMLESS, CubemapArray, _gl, check_gl_error
+
+#: Most cube-map arrays the shader include can address (texture units).
+MAX_ARRAYS = 8
+#: Uniforms common_probewarp.glsl declares (set by :meth:`Streamer.bind`).
+UNIFORMS = ("pw_grid_lo", "pw_grid_step", "pw_grid_shape", "pw_hash_mask", "pw_hash_max_probe",
+            "pw_page_probes", "pw_slot_prototypes", "pw_pages_per_array", "pw_prototype_res", "pw_max_lod")
+
+
+def pack_codes(indices: np.ndarray, weights_u8: np.ndarray) -> np.ndarray:
+    """Stored codes -> the GPU's ``uint`` per tap: ``prototype | weight_byte << 16``."""
+    return (np.asarray(indices, np.uint32) | (np.asarray(weights_u8, np.uint32) << 16)).astype("<u4")
+
+
+def pack_spheres(centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
+    """(M, 4) float32 ``(centre, radius)``; an infinite radius is stored as -1
+    (the shader reads ``radius <= 0`` as no parallax)."""
+    r = np.asarray(radii, np.float32)
+    return np.concatenate([np.asarray(centres, np.float32).reshape(-1, 3),
+                           np.where(np.isfinite(r), r, -1.0).astype(np.float32)[:, None]], axis=1)
+
+
+def mip_levels(stored: np.ndarray, fmt: str, Rp: int, levels: int) -> list[np.ndarray]:
+    """Level 0 as stored plus ``levels - 1`` 2x2 box-filtered levels (in the blend
+    domain, like the CPU decoder's sub-sample average), re-encoded in ``fmt``."""
+    out = [np.ascontiguousarray(stored)]
+    if levels > 1:
+        v = texformats.decode(stored, fmt)
+        for lvl in range(1, levels):
+            v = downsample_box(v, 2)
+            out.append(np.ascontiguousarray(texformats.encode(v, fmt)))
+    return out
+
+
+class _Loaded:
+    __slots__ = ("page", "levels", "codes", "spheres", "error")
+
+    def __init__(self, page, levels=None, codes=None, spheres=None, error=None):
+        self.page, self.levels, self.codes, self.spheres, self.error = page, levels, codes, spheres, error
+
+
+class Streamer:
+    """Pages of a grid archive resident around a position, in a fixed GPU budget.
+
+    Parameters
+    ----------
+    ctx : moderngl.Context
+        Current on the calling thread (the render thread).
+    archive : path
+        A ``.pwa`` of a grid set (dense or sparse).
+    page_slots : int
+        Pages resident at once (at least ``min(8, n_pages)``: the 8 corners
+        around a position may lie on 8 pages). The GPU budget follows from it
+        (:attr:`budget_bytes`).
+    radius : float, optional
+        Prefetch radius: pages whose bounding box is within it of the position
+        are wanted (nearest first), after the pages the position needs now.
+        Default: one page diagonal (the mean over pages).
+    uploads_per_frame : int or None
+        Pages copied to the GPU per :meth:`update` at most (None: all ready).
+    levels : int, optional
+        Prototype mip levels (default: down to the probes' resolution,
+        ``1 + log2(Rp / R)``).
+
+    Attributes
+    ----------
+    failed : dict
+        page -> error message of pages that failed their checks (never retried).
+    """
+
+    def __init__(self, ctx, archive, *, page_slots: int = 16, radius: float | None = None,
+                 uploads_per_frame: int | None = 2, levels: int | None = None):
+        self.ctx = ctx
+        self.reader = ArchiveReader(archive)
+        self.path = Path(archive)
+        self._thread = None
+        self._gl_objects = []
+        try:
+            self._setup(page_slots, radius, uploads_per_frame, levels)
+        except Exception:
+            self.close()
+            raise
+
+    # -- set-up -------------------------------------------------------------
+    def _setup(self, page_slots, radius, uploads_per_frame, levels):
+        GL = _gl()
+        meta, table = self.reader.meta, self.reader.table
+        if meta.get("grid") is None:
+            raise InputError(f"{self.path}: field grid: a scattered probe set has no lattice to hash; "
+                             "the GL runtime streams grid archives (dense or sparse grids)")
+        self.meta = meta
+        self.n_pages = int(table.size)
+        self.fmt = meta["texel_format"]
+        self.Rp = int(meta["prototype_res"])
+        self.R = int(meta["probe_res"])
+        self.N = int(meta["n_taps"])
+        self.slot_prototypes = max(1, int(table["n_prototypes"].max(initial=1)))
+        self.page_probes = max(1, int(table["n_probes"].max(initial=1)))
+        need = min(8, self.n_pages)
+        self.page_slots = min(int(page_slots), self.n_pages)
+        if self.page_slots < need:
+            raise ValueError(f"page_slots must be at least {need} (the 8 corners around a position "
+                             f"may lie on 8 pages), got {page_slots}")
+        max_cubes = int(GL.glGetIntegerv(GL.GL_MAX_ARRAY_TEXTURE_LAYERS)) // 6
+        self.pages_per_array = min(self.page_slots, max_cubes // self.slot_prototypes)
+        if self.pages_per_array < 1:
+            raise InputError(f"{self.path}: pages of {self.slot_prototypes} prototypes exceed this GL's "
+                             f"{max_cubes} cubemaps per array; bake with fewer prototypes per page")
+        self.n_arrays = -(-self.page_slots // self.pages_per_array)
+        if self.n_arrays > MAX_ARRAYS:
+            raise ValueError(f"{self.page_slots} page slots need {self.n_arrays} cube-map arrays of "
+                             f"{self.pages_per_array} pages; at most {MAX_ARRAYS}: lower page_slots")
+        k = max(1, self.Rp // self.R)
+        default_levels = 1 + int(np.log2(k)) if k & (k - 1) == 0 else 1
+        self.levels = int(levels or default_levels)
+        self.levels = max(1, min(self.levels, self.Rp.bit_length()))
+        if self.fmt in texformats.BLOCK_FORMATS:   # every level whole 4x4 blocks
+            while self.levels > 1 and (self.Rp >> (self.levels - 1)) % 4:
+                self.levels -= 1
+        grid = meta["grid"]
+        shape = np.asarray(grid["shape"], np.int64)
+        lo, hi = np.asarray(grid["lo"], np.float64), np.asarray(grid["hi"], np.float64)
+        self.grid_shape, self.grid_lo = shape, lo
+        self.grid_step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
+        self.hash_table, self.hash_max_probe = self.reader.hash()
+        diag = np.linalg.norm(table["hi"].astype(np.float64) - table["lo"].astype(np.float64), axis=1)
+        self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid_step.max())))
+        self.uploads_per_frame = uploads_per_frame
+
+        check_gl_error("GL state before Streamer creation (not probewarp's)", self.ctx)
+        GL.glEnable(GL_TEXTURE_CUBE_MAP_SEAMLESS)
+        self.arrays = []
+        for a in range(self.n_arrays):
+            pages_here = min(self.pages_per_array, self.page_slots - a * self.pages_per_array)
+            arr = CubemapArray(self.ctx, self.Rp, pages_here * self.slot_prototypes, self.fmt, self.levels)
+            self.arrays.append(arr)
+            self._gl_objects.append(arr)
+        self.hash_buffer = self.ctx.buffer(np.ascontiguousarray(self.hash_table, "<u4").tobytes())
+        self.page_slot = np.full(self.n_pages, -1, np.int32)
+        self.pages_buffer = self.ctx.buffer(self.page_slot.tobytes())
+        self.codes_buffer = self.ctx.buffer(reserve=self.page_slots * self.page_probes * self.N * 4)
+        self.spheres_buffer = self.ctx.buffer(reserve=self.page_slots * self.slot_prototypes * 16)
+        self._gl_objects += [self.hash_buffer, self.pages_buffer, self.codes_buffer, self.spheres_buffer]
+        check_gl_error("Streamer allocation", self.ctx)
+
+        self.slot_page = np.full(self.page_slots, -1, np.int64)
+        self.last_wanted = np.zeros(self.n_pages, np.int64)
+        self.frame = 0
+        self.failed: dict[int, str] = {}
+        self.stats = collections.Counter()
+        self._lock = threading.Condition()
+        self._pending: list[int] = []
+        self._inflight: set[int] = set()
+        self._ready: collections.deque = collections.deque()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loader, name=f"probewarp-streamer:{self.path.name}",
+                                        daemon=True)
+        self._thread.start()
+
+    # -- budget ---------------------------------------------------------------
+    @property
+    def texture_bytes(self) -> int:
+        """Bytes of the prototype cube-map arrays (all mip levels)."""
+        face = texformats.stored_layout
+        per_cube = 0
+        for lvl in range(self.levels):
+            r = max(1, self.Rp >> lvl)
+            shp, dt = face(self.fmt, r)
+            per_cube += 6 * int(np.prod(shp)) * dt.itemsize
+        return per_cube * sum(a.layers for a in self.arrays)
+
+    @property
+    def budget_bytes(self) -> int:
+        """All GPU memory the streamer holds: textures plus buffers. Fixed at construction."""
+        return self.texture_bytes + sum(b.size for b in (self.hash_buffer, self.pages_buffer,
+                                                         self.codes_buffer, self.spheres_buffer))
+
+    @property
+    def resident(self) -> np.ndarray:
+        """(n_pages,) bool: pages on the GPU now."""
+        return self.page_slot >= 0
+
+    @property
+    def defines(self) -> dict:
+        """``#define`` values a program including common_probewarp.glsl needs."""
+        return {"PW_N_TAPS": self.N, "PW_DOMAIN_TONEMAP": self.meta["domain"] == "tonemap",
+                "PW_N_ARRAYS": self.n_arrays}
+
+    # -- which pages ------------------------------------------------------------
+    def corner_pages(self, positions) -> np.ndarray:
+        """Pages holding the (existing) 8 lattice corners around each position: the
+        pages a decode at those positions reads (sorted, unique)."""
+        q = np.asarray(positions, np.float64).reshape(-1, 3)
+        shape = self.grid_shape
+        u = np.clip((q - self.grid_lo) / self.grid_step, 0, shape - 1)
+        i0 = np.minimum(np.floor(u).astype(np.int64), np.maximum(shape - 2, 0))
+        o = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
+        cells = np.minimum(i0[:, None, :] + o[None], shape - 1)
+        rec = spatialhash.lookup(self.hash_table, self.hash_max_probe, spatialhash.lattice_key(cells, shape))
+        rec = rec[rec != spatialhash.EMPTY]
+        return np.unique(spatialhash.split_record(rec)[0])
+
+    def wanted_pages(self, position) -> list[int]:
+        """Pages wanted at ``position``, most urgent first, at most ``page_slots``:
+        those the decode reads now, then those within :attr:`radius`, nearest first."""
+        x = np.asarray(position, np.float64).reshape(3)
+        now = [int(p) for p in self.corner_pages(x)]
+        t = self.reader.table
+        lo, hi = t["lo"].astype(np.float64), t["hi"].astype(np.float64)
+        dist = np.linalg.norm(np.maximum(0.0, np.maximum(lo - x, x - hi)), axis=1)
+        near = np.flatnonzero(dist <= self.radius)
+        near = near[np.argsort(dist[near], kind="stable")]
+        seen = set(now)
+        out = now + [int(p) for p in near if int(p) not in seen]
+        return out[:self.page_slots]
+
+    # -- render thread ----------------------------------------------------------
+    def update(self, position, *, wait: bool = False, timeout: float = 60.0) -> dict:
+        """Ask for the pages around ``position`` and upload those that are ready.
+
+        Never blocks on disk unless ``wait`` (then it returns once every page the
+        decode at ``position`` reads is resident or failed; raises TimeoutError
+        after ``timeout`` seconds). Returns this call's counts: uploaded,
+        evicted, missing (wanted now, not resident), resident, inflight.
+        """
+        return self._update(self.wanted_pages(position), self.corner_pages(position), wait, timeout)
+
+    def require(self, positions, *, timeout: float = 60.0) -> dict:
+        """Make every page a decode at any of ``positions`` reads resident (blocking).
+        Raises ValueError when they do not fit in ``page_slots``."""
+        need = [int(p) for p in self.corner_pages(positions)]
+        if len(need) > self.page_slots:
+            raise ValueError(f"{len(need)} pages needed at once, but only {self.page_slots} slots")
+        return self._update(need, np.asarray(need, np.int64), True, timeout)
+
+    def _update(self, wanted, needed_now, wait, timeout):
+        self.frame += 1
+        wanted = list(wanted)
+        if wanted:
+            self.last_wanted[wanted] = self.frame
+        counts = collections.Counter()
+        self._request(wanted)
+        t_end = time.monotonic() + timeout
+        while True:
+            budget = None if wait else self.uploads_per_frame
+            counts += self._drain(budget)
+            if not wait:
+                break
+            needed = [p for p in needed_now if self.page_slot[p] < 0 and p not in self.failed]
+            if not needed:
+                break
+            if self._thread is None or not self._thread.is_alive():
+                raise RuntimeError(f"{self.path}: the streamer's loader thread is not running")
+            with self._lock:
+                if not self._ready:
+                    left = t_end - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"{self.path}: pages {needed} not loaded in {timeout} s")
+                    self._lock.wait(min(left, 0.1))
+            self._request(wanted)
+        if counts["uploaded"] or counts["evicted"]:
+            self.pages_buffer.write(self.page_slot.tobytes())
+        for k in ("uploaded", "evicted", "dropped", "failed"):
+            counts[k] = int(counts[k])
+        counts["missing"] = int(sum(1 for p in needed_now if self.page_slot[p] < 0))
+        counts["resident"] = int((self.page_slot >= 0).sum())
+        with self._lock:
+            counts["inflight"] = len(self._inflight)
+        self.stats.update({k: v for k, v in counts.items() if k in ("uploaded", "evicted", "dropped")})
+        return dict(counts)
+
+    def _request(self, wanted):
+        with self._lock:
+            ready = {r.page for r in self._ready}
+            self._pending = [p for p in wanted if self.page_slot[p] < 0 and p not in self.failed
+                             and p not in self._inflight and p not in ready]
+            self._lock.notify_all()
+
+    def _drain(self, budget) -> collections.Counter:
+        counts = collections.Counter()
+        while budget is None or counts["uploaded"] < budget:
+            with self._lock:
+                if not self._ready:
+                    break
+                item = self._ready.popleft()
+                self._lock.notify_all()
+            if item.error is not None:
+                self.failed[item.page] = item.error
+                counts["failed"] += 1
+                continue
+            if self.page_slot[item.page] >= 0:
+                continue
+            slot = self._free_slot(counts)
+            if slot is None:      # every slot holds a page wanted now: drop it, re-read later
+                counts["dropped"] += 1
+                continue
+            self._upload(slot, item)
+            counts["uploaded"] += 1
+        return counts
+
+    def _free_slot(self, counts):
+        free = np.flatnonzero(self.slot_page < 0)
+        if free.size:
+            return int(free[0])
+        age = self.last_wanted[self.slot_page]
+        victim = int(np.argmin(age))
+        if age[victim] >= self.frame:
+            return None
+        self.page_slot[self.slot_page[victim]] = -1
+        self.slot_page[victim] = -1
+        counts["evicted"] += 1
+        return victim
+
+    def _upload(self, slot, item):
+        a, first = divmod(slot, self.pages_per_array)
+        arr = self.arrays[a]
+        for lvl, data in enumerate(item.levels):
+            arr.upload_stored(first * self.slot_prototypes, data, lvl)
+        self.codes_buffer.write(item.codes.tobytes(), offset=slot * self.page_probes * self.N * 4)
+        self.spheres_buffer.write(item.spheres.tobytes(), offset=slot * self.slot_prototypes * 16)
+        self.slot_page[slot] = item.page
+        self.page_slot[item.page] = slot
+
+    # -- loader thread -------------------------------------------------------------
+    def _loader(self):
+        while True:
+            with self._lock:
+                while not self._stop and (not self._pending or len(self._ready) >= self.page_slots):
+                    self._lock.wait()
+                if self._stop:
+                    return
+                page = self._pending.pop(0)
+                self._inflight.add(page)
+            item = self._load(page)
+            with self._lock:
+                self._inflight.discard(page)
+                self._ready.append(item)
+                self._lock.notify_all()
+
+    def _load(self, page) -> _Loaded:
+        try:
+            f = self.reader.page_stored(page)
+            return _Loaded(page, mip_levels(f["prototypes"], self.fmt, self.Rp, self.levels),
+                           pack_codes(f["indices"], f["weights"]), pack_spheres(f["centres"], f["radii"]))
+        except Exception as e:        # a bad page must not stop the renderer
+            return _Loaded(page, error=f"{type(e).__name__}: {e}")
+
+    # -- shaders ---------------------------------------------------------------------
+    def bind(self, program=None, *, unit: int = 8, bindings=(8, 9, 10, 11)) -> None:
+        """Bind buffers and textures where common_probewarp.glsl's defaults expect
+        them (texture units ``unit..unit+n_arrays-1``, SSBO ``bindings`` for hash,
+        pages, codes, spheres) and set the ``pw_*`` uniforms of ``program``."""
+        for b, buf in zip(bindings, (self.hash_buffer, self.pages_buffer, self.codes_buffer,
+                                     self.spheres_buffer)):
+            buf.bind_to_storage_buffer(b)
+        for i, arr in enumerate(self.arrays):
+            arr.bind(unit + i)
+        if program is not None:
+            for name, value in self.uniforms().items():
+                if name in program:
+                    program[name].value = value
+
+    def uniforms(self) -> dict:
+        return {"pw_grid_lo": tuple(float(v) for v in self.grid_lo),
+                "pw_grid_step": tuple(float(v) for v in self.grid_step),
+                "pw_grid_shape": tuple(int(v) for v in self.grid_shape),
+                "pw_hash_mask": int(self.hash_table.shape[0] - 1),
+                "pw_hash_max_probe": int(self.hash_max_probe),
+                "pw_page_probes": self.page_probes, "pw_slot_prototypes": self.slot_prototypes,
+                "pw_pages_per_array": self.pages_per_array, "pw_prototype_res": self.Rp,
+                "pw_max_lod": float(self.levels - 1)}
+
+    # -- shutdown -----------------------------------------------------------------------
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop and join the loader thread, release GPU memory, close the archive
+        (idempotent)."""
+        if self._thread is not None:
+            with self._lock:
+                self._stop = True
+                self._lock.notify_all()
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"{self.path}: the streamer's loader thread did not stop in {timeout} s")
+            self._thread = None
+        for obj in self._gl_objects:
+            obj.release()
+        self._gl_objects = []
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+    @property
+    def alive(self) -> bool:
+        """True while the loader thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

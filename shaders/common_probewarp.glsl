@@ -1,0 +1,307 @@
+// common_probewarp.glsl -- decode a probewarp field at any position, in GLSL.
+//
+// The GPU twin of probewarp/baker/bake.py Decoder (docs/FORMAT.md,
+// "Decoding"; DESIGN-NOTES §3, §4). Include it in any stage of a GL 4.5
+// program through probewarp.runtime.shaders (or paste it after your own
+// #version 450 line) and let probewarp.runtime.streamer.Streamer.bind()
+// provide the buffers, textures and uniforms below.
+//
+// Functions a host renderer calls:
+//   vec4    pw_decode(vec3 x, vec3 d, float lod)
+//             Linear radiance arriving at world position x from unit
+//             direction d (rgb), and coverage (a): 1 when at least one
+//             probe around x is resident, else 0 with rgb = 0 (fall back to
+//             your own ambient). lod: prototype mip level, see pw_lod_for.
+//   PwStencil pw_find_probes(vec3 x)
+//             The up to 8 grid probes around x that exist and are resident,
+//             with renormalised trilinear weights.
+//   PwCode  pw_code_at(vec3 x)
+//             Those probes' codes blended into one list of (prototype layer,
+//             weight); pw_code_merge() folds repeated prototypes. Compute it
+//             once where x is uniform (a cubemap decode, a camera at x) and
+//             evaluate many directions with pw_radiance(code, x, d, lod).
+//   vec3    pw_warp_direction(vec3 x, vec3 d, vec4 sphere)
+//             DESIGN-NOTES §3: where the ray x + t d leaves a prototype's
+//             sphere, as a direction from its centre (not normalised).
+//   float   pw_lod_for(float texel_angle)
+//             Mip level whose footprint matches a requested angular texel
+//             size (radians), e.g. pw_lod_for(PW_HALF_PI / R) for an R x R
+//             cubemap face.
+//
+// Rules (identical in the CPU reference decoder):
+// - Corners: the query is clamped into the grid box to choose the 8 lattice
+//   points around it and their trilinear weights; every prototype is still
+//   warped to the true position (DESIGN-NOTES §4).
+// - A corner without a probe (a sparse grid's empty lattice point) or whose
+//   page is not resident (Streamer budget) is dropped and the remaining
+//   weights renormalised; if they sum to 0 the remaining corners share
+//   equally; if no corner remains, coverage is 0.
+// - Warp misses (only from outside a sphere) clamp the discriminant at 0:
+//   the ray's point of closest approach (docs/FORMAT.md "closest-approach").
+//   Radius <= 0 in the sphere buffer means infinitely far (no parallax).
+// - Tonemap-domain archives blend the stored T(v) values and map the blend
+//   back with T^-1(y) = u / (1 - u), u = clamp(y, 0, 1 - 1e-7)^2.2.
+//
+// Resources (defaults overridable with #define before inclusion):
+//   SSBO PW_BINDING_HASH   uvec2 pw_hash_table[]   (key, page << 16 | local),
+//                          probewarp.baker.spatialhash; empty = 0xFFFFFFFF
+//   SSBO PW_BINDING_PAGES  int   pw_page_slot[]    page -> slot, -1 absent
+//   SSBO PW_BINDING_CODES  uint  pw_codes[]        (slot * pw_page_probes +
+//                          local) * PW_N_TAPS + k: prototype | weight << 16,
+//                          weight = byte / 128
+//   SSBO PW_BINDING_SPHERES vec4 pw_spheres[]      slot * pw_slot_prototypes +
+//                          m: (centre, radius)
+//   samplerCubeArray pw_prototypes[PW_N_ARRAYS] on units PW_UNIT_PROTOTYPES..
+//                          slot s lives in array s / pw_pages_per_array at
+//                          layers (s % pw_pages_per_array) * pw_slot_prototypes
+//   uniforms pw_grid_lo, pw_grid_step, pw_grid_shape, pw_hash_mask,
+//            pw_hash_max_probe, pw_page_probes, pw_slot_prototypes,
+//            pw_pages_per_array, pw_prototype_res, pw_max_lod
+//
+// Requires GL_TEXTURE_CUBE_MAP_SEAMLESS (Streamer enables it).
+
+#ifndef PW_N_TAPS
+#define PW_N_TAPS 4            // N, codes per probe (the archive's n_taps)
+#endif
+#ifndef PW_DOMAIN_TONEMAP
+#define PW_DOMAIN_TONEMAP 1    // 1: archive domain "tonemap"; 0: "linear"
+#endif
+#ifndef PW_N_ARRAYS
+#define PW_N_ARRAYS 1          // cube-map arrays holding the resident prototypes (<= 8)
+#endif
+#ifndef PW_UNIT_PROTOTYPES
+#define PW_UNIT_PROTOTYPES 8   // first texture unit of pw_prototypes[]
+#endif
+#ifndef PW_BINDING_HASH
+#define PW_BINDING_HASH 8
+#endif
+#ifndef PW_BINDING_PAGES
+#define PW_BINDING_PAGES 9
+#endif
+#ifndef PW_BINDING_CODES
+#define PW_BINDING_CODES 10
+#endif
+#ifndef PW_BINDING_SPHERES
+#define PW_BINDING_SPHERES 11
+#endif
+
+#define PW_MAX_CODE (8 * PW_N_TAPS)
+#define PW_EMPTY 0xFFFFFFFFu
+const float PW_HALF_PI = 1.5707963267948966;
+
+layout(std430, binding = PW_BINDING_HASH) readonly buffer PwHash { uvec2 pw_hash_table[]; };
+layout(std430, binding = PW_BINDING_PAGES) readonly buffer PwPages { int pw_page_slot[]; };
+layout(std430, binding = PW_BINDING_CODES) readonly buffer PwCodes { uint pw_codes[]; };
+layout(std430, binding = PW_BINDING_SPHERES) readonly buffer PwSpheres { vec4 pw_spheres[]; };
+layout(binding = PW_UNIT_PROTOTYPES) uniform samplerCubeArray pw_prototypes[PW_N_ARRAYS];
+
+uniform vec3 pw_grid_lo;          // first lattice point
+uniform vec3 pw_grid_step;        // lattice spacing (1 on axes with one point)
+uniform ivec3 pw_grid_shape;      // lattice points per axis
+uniform uint pw_hash_mask;        // capacity - 1
+uniform int pw_hash_max_probe;    // longest probe sequence of the table
+uniform int pw_page_probes;       // code stride of a slot (probes)
+uniform int pw_slot_prototypes;   // prototype stride of a slot (layers)
+uniform int pw_pages_per_array;   // slots per cube-map array
+uniform int pw_prototype_res;     // Rp, face size of level 0
+uniform float pw_max_lod;         // last mip level allocated
+
+struct PwStencil {
+    int n;            // probes found (0..8)
+    int slot[8];      // resident slot of each probe's page
+    int local[8];     // probe index within its page
+    float w[8];       // renormalised trilinear weights (sum 1 when n > 0)
+};
+
+struct PwCode {
+    int n;                      // entries used
+    int layer[PW_MAX_CODE];     // global prototype layer: slot * pw_slot_prototypes + m
+    float w[PW_MAX_CODE];       // blend weight (probe weight * code weight)
+};
+
+// MurmurHash3 fmix32; twin of probewarp.baker.spatialhash.fmix32.
+uint pw_hash(uint key)
+{
+    key ^= key >> 16;
+    key *= 0x85EBCA6Bu;
+    key ^= key >> 13;
+    key *= 0xC2B2AE35u;
+    key ^= key >> 16;
+    return key;
+}
+
+// Linear lattice id (i * ny + j) * nz + k; PW_EMPTY outside the lattice.
+uint pw_lattice_key(ivec3 c)
+{
+    if (any(lessThan(c, ivec3(0))) || any(greaterThanEqual(c, pw_grid_shape)))
+        return PW_EMPTY;
+    return uint((c.x * pw_grid_shape.y + c.y) * pw_grid_shape.z + c.z);
+}
+
+// Record (page << 16 | local) of a lattice key, PW_EMPTY if no probe there.
+// Twin of probewarp.baker.spatialhash.lookup.
+uint pw_find_record(uint key)
+{
+    if (key == PW_EMPTY)
+        return PW_EMPTY;
+    uint slot = pw_hash(key) & pw_hash_mask;
+    for (int i = 0; i < pw_hash_max_probe; ++i) {
+        uvec2 e = pw_hash_table[slot];
+        if (e.x == key)
+            return e.y;
+        if (e.x == PW_EMPTY)
+            return PW_EMPTY;
+        slot = (slot + 1u) & pw_hash_mask;
+    }
+    return PW_EMPTY;
+}
+
+PwStencil pw_find_probes(vec3 x)
+{
+    vec3 shape_m1 = vec3(pw_grid_shape - 1);
+    vec3 u = clamp((x - pw_grid_lo) / pw_grid_step, vec3(0.0), shape_m1);
+    ivec3 i0 = min(ivec3(floor(u)), max(pw_grid_shape - 2, ivec3(0)));
+    vec3 f = u - vec3(i0);
+    PwStencil st;
+    st.n = 0;
+    float total = 0.0;
+    for (int c = 0; c < 8; ++c) {
+        ivec3 o = ivec3((c >> 2) & 1, (c >> 1) & 1, c & 1);
+        ivec3 cell = min(i0 + o, pw_grid_shape - 1);
+        uint rec = pw_find_record(pw_lattice_key(cell));
+        if (rec == PW_EMPTY)
+            continue;
+        int slot = pw_page_slot[int(rec >> 16)];
+        if (slot < 0)
+            continue;
+        vec3 t = mix(vec3(1.0) - f, f, vec3(o));
+        st.slot[st.n] = slot;
+        st.local[st.n] = int(rec & 0xFFFFu);
+        st.w[st.n] = t.x * t.y * t.z;
+        total += st.w[st.n];
+        st.n += 1;
+    }
+    for (int c = 0; c < st.n; ++c)
+        st.w[c] = total > 0.0 ? st.w[c] / total : 1.0 / float(st.n);
+    return st;
+}
+
+PwCode pw_code_at(vec3 x)
+{
+    PwStencil st = pw_find_probes(x);
+    PwCode code;
+    code.n = 0;
+    for (int c = 0; c < st.n; ++c) {
+        int base = (st.slot[c] * pw_page_probes + st.local[c]) * PW_N_TAPS;
+        for (int k = 0; k < PW_N_TAPS; ++k) {
+            uint e = pw_codes[base + k];
+            float w = float(e >> 16) * (1.0 / 128.0) * st.w[c];
+            if (w > 0.0) {
+                code.layer[code.n] = st.slot[c] * pw_slot_prototypes + int(e & 0xFFFFu);
+                code.w[code.n] = w;
+                code.n += 1;
+            }
+        }
+    }
+    return code;
+}
+
+// Fold entries naming the same prototype (neighbouring probes share most of
+// theirs): fewer warps and samples per direction, same blend up to rounding.
+void pw_code_merge(inout PwCode code)
+{
+    int n = 0;
+    for (int i = 0; i < code.n; ++i) {
+        int j = 0;
+        while (j < n && code.layer[j] != code.layer[i])
+            ++j;
+        if (j < n) {
+            code.w[j] += code.w[i];
+        } else {
+            code.layer[n] = code.layer[i];
+            code.w[n] = code.w[i];
+            ++n;
+        }
+    }
+    code.n = n;
+}
+
+vec3 pw_warp_direction(vec3 x, vec3 d, vec4 sphere)
+{
+    if (sphere.w <= 0.0)
+        return d;
+    vec3 o = x - sphere.xyz;
+    float b = dot(o, d);
+    float q2 = dot(o, o) - sphere.w * sphere.w;
+    float t = -b + sqrt(max(b * b - q2, 0.0));
+    return o + t * d;
+}
+
+float pw_lod_for(float texel_angle)
+{
+    float proto_angle = PW_HALF_PI / float(pw_prototype_res);
+    return clamp(log2(max(texel_angle / proto_angle, 1.0)), 0.0, pw_max_lod);
+}
+
+// One prototype, filtered (seamless, trilinear between levels).
+vec3 pw_sample_prototype(int layer, vec3 s, float lod)
+{
+    int slot = layer / pw_slot_prototypes;
+    int a = slot / pw_pages_per_array;
+    float l = float(layer - a * pw_pages_per_array * pw_slot_prototypes);
+#if PW_N_ARRAYS == 1
+    return textureLod(pw_prototypes[0], vec4(s, l), lod).rgb;
+#else
+    // constant indices only: sampler arrays need dynamically uniform indices
+    switch (a) {
+    default: return textureLod(pw_prototypes[0], vec4(s, l), lod).rgb;
+#if PW_N_ARRAYS > 1
+    case 1: return textureLod(pw_prototypes[1], vec4(s, l), lod).rgb;
+#endif
+#if PW_N_ARRAYS > 2
+    case 2: return textureLod(pw_prototypes[2], vec4(s, l), lod).rgb;
+#endif
+#if PW_N_ARRAYS > 3
+    case 3: return textureLod(pw_prototypes[3], vec4(s, l), lod).rgb;
+#endif
+#if PW_N_ARRAYS > 4
+    case 4: return textureLod(pw_prototypes[4], vec4(s, l), lod).rgb;
+#endif
+#if PW_N_ARRAYS > 5
+    case 5: return textureLod(pw_prototypes[5], vec4(s, l), lod).rgb;
+#endif
+#if PW_N_ARRAYS > 6
+    case 6: return textureLod(pw_prototypes[6], vec4(s, l), lod).rgb;
+#endif
+#if PW_N_ARRAYS > 7
+    case 7: return textureLod(pw_prototypes[7], vec4(s, l), lod).rgb;
+#endif
+    }
+#endif
+}
+
+// Blend-domain value -> linear radiance (see the rules above).
+vec3 pw_from_domain(vec3 y)
+{
+#if PW_DOMAIN_TONEMAP
+    vec3 u = pow(clamp(y, vec3(0.0), vec3(1.0 - 1e-7)), vec3(2.2));
+    return u / (1.0 - u);
+#else
+    return max(y, vec3(0.0));
+#endif
+}
+
+vec4 pw_radiance(PwCode code, vec3 x, vec3 d, float lod)
+{
+    vec3 y = vec3(0.0);
+    for (int i = 0; i < code.n; ++i) {
+        vec4 sphere = pw_spheres[code.layer[i]];
+        y += code.w[i] * pw_sample_prototype(code.layer[i], pw_warp_direction(x, d, sphere), lod);
+    }
+    return vec4(pw_from_domain(y), code.n > 0 ? 1.0 : 0.0);
+}
+
+vec4 pw_decode(vec3 x, vec3 d, float lod)
+{
+    return pw_radiance(pw_code_at(x), x, d, lod);
+}

@@ -1,0 +1,69 @@
+#version 450
+// decode_cubemap.cs -- decode the probewarp field into cubemaps at positions.
+//
+// The "decode into a cubemap at a position" pass (image-based lighting for a
+// host renderer; `probewarp decode --backend gl`): layer q of the output
+// cube-map array receives the radiance decoded at positions[q], texel
+// (face, t, s) looking along its centre direction (DESIGN-NOTES §1).
+//
+// Dispatch (ceil(R / LOCAL_SIZE), ceil(R / LOCAL_SIZE), 6 * count). The first
+// invocation of each work group builds the merged code of its position in
+// shared memory (pw_code_at + pw_code_merge, common_probewarp.glsl); every
+// invocation then warps and samples only the distinct prototypes.
+//
+//   binding 0 (SSBO)   vec4 positions[] (xyz)
+//   image unit 0       layout(OUT_FORMAT) writeonly imageCubeArray u_out,
+//                      layer u_first_layer + q
+//   uniforms           u_res (R), u_count, u_lod (prototype mip level)
+// Alpha is the coverage of pw_decode (0: no probe resident around q).
+
+#ifndef LOCAL_SIZE
+#define LOCAL_SIZE 8
+#endif
+#ifndef OUT_FORMAT
+#define OUT_FORMAT rgba32f
+#endif
+
+#include "common_probewarp.glsl"
+#include "common_cubemap.glsl"
+
+layout(local_size_x = LOCAL_SIZE, local_size_y = LOCAL_SIZE) in;
+layout(std430, binding = 0) readonly buffer Positions { vec4 positions[]; };
+layout(OUT_FORMAT, binding = 0) writeonly uniform imageCubeArray u_out;
+
+uniform int u_res;
+uniform int u_count;
+uniform int u_first_layer;
+uniform float u_lod;
+
+shared int s_n;
+shared int s_layer[PW_MAX_CODE];
+shared float s_w[PW_MAX_CODE];
+
+void main()
+{
+    int q = int(gl_WorkGroupID.z) / 6;
+    int face = int(gl_WorkGroupID.z) % 6;
+    vec3 x = positions[q].xyz;
+    if (gl_LocalInvocationIndex == 0u) {
+        PwCode code = pw_code_at(x);
+        pw_code_merge(code);
+        s_n = code.n;
+        for (int i = 0; i < code.n; ++i) {
+            s_layer[i] = code.layer[i];
+            s_w[i] = code.w[i];
+        }
+    }
+    barrier();
+    ivec2 st = ivec2(gl_GlobalInvocationID.xy);
+    if (st.x >= u_res || st.y >= u_res || q >= u_count)
+        return;
+    PwCode code;
+    code.n = s_n;
+    for (int i = 0; i < s_n; ++i) {
+        code.layer[i] = s_layer[i];
+        code.w[i] = s_w[i];
+    }
+    vec3 d = pw_texel_direction(face, vec2(st), u_res);
+    imageStore(u_out, ivec3(st, 6 * (u_first_layer + q) + face), pw_radiance(code, x, d, u_lod));
+}

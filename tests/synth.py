@@ -1,0 +1,80 @@
+"""Synthetic archives for runtime tests: valid pages with random smooth
+prototypes and random codes, written without a bake (fast, any size).
+
+Quality is irrelevant here: the GL decoder must reproduce the CPU reference
+decoder on whatever the archive holds.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from probewarp.baker import texformats
+from probewarp.baker.archive import Page, write_archive
+from probewarp.baker.bake import split_pages
+from probewarp.baker.cubemap import texel_directions
+from probewarp.baker.probeset import ProbeSet
+
+
+def smooth_prototypes(rng, M, Rp):
+    """(M, 6, Rp, Rp, 3) values in (0.05, 0.95): a few random lobes each."""
+    d = texel_directions(Rp).reshape(-1, 3)
+    out = np.empty((M, d.shape[0], 3))
+    for m in range(M):
+        axes = rng.normal(size=(3, 3))
+        axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+        sharp = rng.uniform(1.0, 6.0, size=3)
+        col = rng.uniform(0.1, 0.8, size=(3, 3))
+        lobes = np.exp(sharp[:, None] * (d @ axes.T - 1.0).T)        # (3, T)
+        out[m] = 0.05 + 0.9 * np.clip(lobes.T @ col / 1.5, 0, 1)
+    return out.reshape(M, 6, Rp, Rp, 3).astype(np.float32)
+
+
+def make_archive(path, grid_shape=(6, 3, 5), lo=(-5.0, 0.0, -4.0), hi=(5.0, 2.0, 4.0), *, page_probes=16,
+                 M=12, N=4, Rp=8, R=None, fmt="rgba16f", domain="tonemap", keep=None, seed=0,
+                 radius_range=(1.5, 15.0)):
+    """Write a grid archive; returns (path, pages, meta).
+
+    ``keep`` (bool mask over the dense grid, or a fraction) makes a sparse grid.
+    ``radius_range``: range of the prototypes' radii (15% get an infinite one).
+    """
+    rng = np.random.default_rng(seed)
+    R = R or Rp
+    shape = tuple(int(v) for v in grid_shape)
+    pos = ProbeSet.grid(lo, hi, shape).astype(np.float64)
+    P = pos.shape[0]
+    dense = keep is None
+    if dense:
+        ids = np.arange(P)
+        groups = split_pages(pos, page_probes, shape)
+    else:
+        mask = keep if isinstance(keep, np.ndarray) else rng.random(P) < float(keep)
+        ids = np.flatnonzero(mask)
+        groups = [ids[g] for g in split_pages(pos[ids], page_probes)]
+    pages = []
+    for g in groups:
+        Mp = int(M)
+        centres = pos[g][rng.integers(len(g), size=Mp)] + rng.normal(scale=0.7, size=(Mp, 3))
+        radii = rng.uniform(*radius_range, size=Mp)
+        radii[rng.random(Mp) < 0.15] = np.inf
+        protos = smooth_prototypes(rng, Mp, Rp)
+        if domain == "linear":
+            protos = protos * 3.0
+        idx = np.stack([rng.choice(Mp, size=N, replace=False) for _ in g]).astype(np.int32)
+        w = rng.dirichlet(np.ones(N), size=len(g)) * rng.uniform(0.8, 1.2, size=(len(g), 1))
+        w = texformats.decode_weights(texformats.encode_weights(w))
+        protos = texformats.decode(texformats.encode(protos, fmt), fmt)
+        brick = None
+        if dense:
+            ijk = np.stack(np.unravel_index(g, shape), axis=1)
+            b_lo = ijk.min(axis=0)
+            brick = (tuple(int(v) for v in b_lo), tuple(int(v) for v in ijk.max(axis=0) - b_lo + 1))
+        local_ids = g if dense else np.searchsorted(ids, g)
+        pages.append(Page(centres=centres, radii=radii, prototypes=protos, probe_ids=local_ids.astype(np.int64),
+                          positions=pos[g], indices=idx, weights=w.astype(np.float32), brick=brick))
+    meta = {"n_probes": int(ids.size), "probe_res": int(R), "prototype_res": int(Rp), "n_taps": int(N),
+            "texel_format": fmt, "domain": domain, "warp_miss_rule": "closest-approach",
+            "weight_encoding": "u8/128", "interpolation": "trilinear" if dense else "trilinear-present-corners",
+            "grid": {"shape": list(shape), "lo": [float(v) for v in lo], "hi": [float(v) for v in hi],
+                     "dense": dense}}
+    write_archive(path, meta, pages)
+    return path, pages, meta
