@@ -36,18 +36,23 @@ class CubemapDecoder:
         documented fallback applies (alpha = coverage).
     out_format : {"rgba32f", "rgba16f"}
         Image format of the targets this decoder writes.
+    code_per_texel : bool
+        Decode the full stencil in every texel (``pw_decode``) instead of once
+        per work group: same result, the per-pixel cost of a surface shader
+        (benchmarks).
     """
 
     LOCAL = 8
 
-    def __init__(self, streamer: Streamer, out_format: str = "rgba32f"):
+    def __init__(self, streamer: Streamer, out_format: str = "rgba32f", *, code_per_texel: bool = False):
         if out_format not in ("rgba32f", "rgba16f"):
             raise ValueError(f"out_format must be rgba32f or rgba16f, got {out_format!r}")
         self.streamer = streamer
         self.ctx = streamer.ctx
         self.out_format = out_format
         self.program = shaders.compute(self.ctx, "decode_cubemap.cs",
-                                       dict(streamer.defines, OUT_FORMAT=out_format, LOCAL_SIZE=self.LOCAL))
+                                       dict(streamer.defines, OUT_FORMAT=out_format, LOCAL_SIZE=self.LOCAL,
+                                            CODE_PER_TEXEL=bool(code_per_texel)))
         self._positions = None
 
     def decode_into(self, target: CubemapArray, positions, *, first_layer: int = 0, lod: float | None = None) -> None:

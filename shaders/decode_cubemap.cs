@@ -10,6 +10,9 @@
 // invocation of each work group builds the merged code of its position in
 // shared memory (pw_code_at + pw_code_merge, common_probewarp.glsl); every
 // invocation then warps and samples only the distinct prototypes.
+// CODE_PER_TEXEL 1 instead calls pw_decode in every invocation (hash lookups,
+// 8-corner stencil and 8 N warps per texel): the cost a renderer pays when
+// every pixel decodes at its own position (surfaces), kept for benchmarks.
 //
 //   binding 0 (SSBO)   vec4 positions[] (xyz)
 //   image unit 0       layout(OUT_FORMAT) writeonly imageCubeArray u_out,
@@ -22,6 +25,9 @@
 #endif
 #ifndef OUT_FORMAT
 #define OUT_FORMAT rgba32f
+#endif
+#ifndef CODE_PER_TEXEL
+#define CODE_PER_TEXEL 0
 #endif
 
 #include "common_probewarp.glsl"
@@ -45,6 +51,13 @@ void main()
     int q = int(gl_WorkGroupID.z) / 6;
     int face = int(gl_WorkGroupID.z) % 6;
     vec3 x = positions[q].xyz;
+    ivec2 st = ivec2(gl_GlobalInvocationID.xy);
+#if CODE_PER_TEXEL
+    if (st.x >= u_res || st.y >= u_res || q >= u_count)
+        return;
+    vec3 d = pw_texel_direction(face, vec2(st), u_res);
+    imageStore(u_out, ivec3(st, 6 * (u_first_layer + q) + face), pw_decode(x, d, u_lod));
+#else
     if (gl_LocalInvocationIndex == 0u) {
         PwCode code = pw_code_at(x);
         pw_code_merge(code);
@@ -55,7 +68,6 @@ void main()
         }
     }
     barrier();
-    ivec2 st = ivec2(gl_GlobalInvocationID.xy);
     if (st.x >= u_res || st.y >= u_res || q >= u_count)
         return;
     PwCode code;
@@ -66,4 +78,5 @@ void main()
     }
     vec3 d = pw_texel_direction(face, vec2(st), u_res);
     imageStore(u_out, ivec3(st, 6 * (u_first_layer + q) + face), pw_radiance(code, x, d, u_lod));
+#endif
 }

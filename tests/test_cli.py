@@ -75,3 +75,51 @@ def test_bad_inputs_exit_3_and_write_nothing(probe_file, tmp_path, capsys):
     assert ProbeSet.load(fixed).faces.min() >= 0
     assert main(["bake", str(probe_file), "-o", str(tmp_path / "x.bin")]) == 3
     assert main(["info", str(tmp_path / "missing.npz")]) == 3
+
+
+def test_decode_backend_gl_matches_cpu(probe_file, tmp_path, gl):
+    """`probewarp decode --backend gl` (own EGL context, so in a subprocess) gives
+    the CPU reference decode within the parity tolerance of test_runtime_decode."""
+    import subprocess
+    import sys
+    from probewarp.baker.metrics import tonemap
+    from test_runtime_decode import PARITY_TOL
+    out = tmp_path / "a.pwa"
+    assert main(["bake", str(probe_file), "-o", str(out), "--prototypes", "6", "--taps", "2",
+                 "--prototype-res", "4", "--iterations", "1"]) == 0
+    q = tmp_path / "q.npy"
+    np.save(q, np.array([[0.1, 0.2, 0.3], [5.0, 5.0, 5.0], [-0.4, 0.9, 0.5]]))
+    assert main(["decode", str(out), "--at", str(q), "-o", str(tmp_path / "cpu.npz")]) == 0
+    code = ("import sys; from probewarp.demo.cli import main; "
+            f"sys.exit(main(['decode', {str(out)!r}, '--at', {str(q)!r}, '-o', {str(tmp_path / 'gl.npz')!r}, "
+            "'--backend', 'gl']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    cpu = ProbeSet.load(tmp_path / "cpu.npz").faces
+    gpu = ProbeSet.load(tmp_path / "gl.npz").faces
+    assert gpu.shape == cpu.shape
+    assert float(np.abs(tonemap(gpu) - tonemap(cpu)).max()) <= PARITY_TOL
+
+
+def test_sparse_grid_bakes_and_reports_its_hash(tmp_path, capsys):
+    """A sparse grid (probes on some lattice points) bakes through the CLI and
+    `info` shows the spatial hash; decoding at an empty lattice point blends the
+    neighbours that exist."""
+    from probewarp.baker.bake import Decoder
+    g, faces = _field(R=4, n=4)
+    keep = np.random.default_rng(0).random(len(g)) < 0.6
+    p = tmp_path / "sparse.npz"
+    ProbeSet(positions=g[keep].astype(np.float32), faces=faces[keep], grid_shape=(4, 4, 4),
+             lo=g[0], hi=g[-1]).save(p)
+    out = tmp_path / "s.pwa"
+    assert main(["bake", str(p), "-o", str(out), "--prototypes", "6", "--taps", "2",
+                 "--prototype-res", "4", "--iterations", "1"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["grid"]["dense"] is False and info["hash"]["capacity"] >= 2 * keep.sum()
+    assert main(["validate", str(out)]) == 0
+    dec = Decoder(out)
+    hole = g[np.flatnonzero(~keep)[0]]
+    ids, w = dec.stencil(hole[None])
+    assert np.isclose(w.sum(), 1.0) and np.all(np.isin(ids[0][w[0] > 0], np.arange(keep.sum())))

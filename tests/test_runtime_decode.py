@@ -163,3 +163,24 @@ def test_field_view_matches_cpu_directions(gl, tmp_path):
     want = dec.radiance(x, dirs).reshape(h, w, 3)
     assert np.all(img[..., 3] == 1.0)
     assert tm_err(img[..., :3], want) <= PARITY_TOL * 5   # interpolated NDC vs exact pixel centres
+
+
+def test_code_per_texel_path_matches(gl, tmp_path):
+    """decode_cubemap.cs CODE_PER_TEXEL (pw_decode in every texel) against the CPU decoder."""
+    from probewarp.runtime.decode import CubemapDecoder
+    from probewarp.runtime.gl import CubemapArray
+    from probewarp.runtime.streamer import Streamer
+    path, _, _ = make_archive(tmp_path / "a.pwa", keep=0.8, seed=6)
+    dec = Decoder(path)
+    q = query_positions(dec, np.random.default_rng(2))[:16]
+    with Streamer(gl, path, page_slots=8) as s:
+        s.require(q)
+        cd = CubemapDecoder(s, code_per_texel=True)
+        target = CubemapArray(gl, 8, len(q), "rgba32f")
+        try:
+            cd.decode_into(target, q)
+            got = target.read()[..., :3]
+        finally:
+            target.release()
+            cd.release()
+    assert tm_err(got, dec.decode(q)) <= PARITY_TOL
