@@ -136,6 +136,47 @@ def _expand(name: str, defines: dict, root) -> tuple[str, list[str], set[str]]:
     return "\n".join(out) + "\n", files, declared
 
 
+def include_source(name: str = "common_probewarp.glsl", defines: dict | None = None, *, root=None) -> str:
+    """An include's GLSL for hosts that compile their own shaders.
+
+    ``#define`` lines for ``defines`` (e.g. ``Streamer.defines``), then the
+    file with its own includes expanded (each once; no ``#version``, no
+    ``#line``): paste it right after your ``#version 450`` line.
+
+    Raises
+    ------
+    ShaderError
+        Missing file, or a define that no file declares overridable.
+    """
+    defines = _check_defines(defines)
+    root = _root(root)
+    files: list[str] = []
+    declared: set[str] = set()
+    out: list[str] = []
+
+    def emit(fname: str, parent: str | None) -> None:
+        files.append(fname)
+        for lineno, line in enumerate(_read(root, fname, parent).splitlines(), 1):
+            if _VERSION_RE.match(line):
+                raise ShaderError(f"{fname}:{lineno}: #version in an include")
+            m = _INCLUDE_RE.match(line)
+            if m:
+                if m.group(1) not in files:
+                    emit(m.group(1), fname)
+                continue
+            m = _IFNDEF_RE.match(line)
+            if m:
+                declared.add(m.group(1))
+            out.append(_LEFTOVER_INCLUDE_RE.sub("# include", line))
+
+    emit(name, None)
+    unknown = sorted(set(defines) - declared)
+    if unknown:
+        raise ShaderError(f"{name}: no '#ifndef' default for define(s) {unknown} in {', '.join(files)}")
+    head = [f"#define {k} {_format_value(v)}" for k, v in defines.items()]
+    return "\n".join(head + out) + "\n"
+
+
 def _check_defines(defines: dict | None) -> dict:
     defines = dict(defines or {})
     for key in defines:

@@ -184,3 +184,41 @@ def test_code_per_texel_path_matches(gl, tmp_path):
             target.release()
             cd.release()
     assert tm_err(got, dec.decode(q)) <= PARITY_TOL
+
+
+def test_host_compiled_shader_with_pasted_include(gl, tmp_path):
+    """The embedding path of the README: a host compiles its own compute shader
+    with include_source() pasted after #version, binds the Streamer, calls
+    pw_decode per invocation; results equal the CPU decoder."""
+    from probewarp.runtime.shaders import include_source
+    from probewarp.runtime.streamer import Streamer
+    from probewarp.baker.cubemap import texel_directions
+    path, _, _ = make_archive(tmp_path / "a.pwa", seed=8)
+    dec = Decoder(path)
+    x = np.array([-1.7, 1.2, 2.2])
+    dirs = texel_directions(4).reshape(-1, 3)
+    src = ("#version 450\n" + "{inc}" + """
+layout(local_size_x = 1) in;
+layout(std430, binding = 0) readonly buffer D { vec4 dirs[]; };
+layout(std430, binding = 1) writeonly buffer O { vec4 outv[]; };
+uniform vec3 host_x;
+void main() { uint i = gl_GlobalInvocationID.x; outv[i] = pw_decode(host_x, dirs[i].xyz, 0.0); }
+""")
+    with Streamer(gl, path, page_slots=8) as s:
+        s.update(x, wait=True)
+        prog = gl.compute_shader(src.replace("{inc}", include_source(defines=s.defines)))
+        dbuf = gl.buffer(np.concatenate([dirs, np.zeros((len(dirs), 1))], 1).astype(np.float32).tobytes())
+        obuf = gl.buffer(reserve=len(dirs) * 16)
+        try:
+            s.bind(prog)
+            prog["host_x"].value = tuple(x)
+            dbuf.bind_to_storage_buffer(0)
+            obuf.bind_to_storage_buffer(1)
+            prog.run(len(dirs))
+            got = np.frombuffer(obuf.read(), np.float32).reshape(-1, 4)
+        finally:
+            for o in (prog, dbuf, obuf):
+                o.release()
+    want = dec.radiance(x, dirs)
+    assert np.all(got[:, 3] == 1.0)
+    assert tm_err(got[:, :3], want) <= PARITY_TOL
