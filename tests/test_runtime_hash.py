@@ -125,3 +125,38 @@ def test_archive_hash_section_is_checked(tmp_path):
     bad.write_bytes(bytes(data))
     with pytest.raises(InputError, match="hash: checksum mismatch"):
         ArchiveReader(bad)
+
+
+def test_version1_dense_archive_still_reads(tmp_path):
+    """A version 1 file (no hash section) of a dense grid: readable, its hash
+    rebuilt from the page table, identical to the one version 2 stores."""
+    import json
+    import struct
+    import zlib
+    from probewarp.baker import archive as A
+    from probewarp.baker.bake import Decoder
+    path, pages, meta = make_archive(tmp_path / "a.pwa", page_probes=16)
+    with ArchiveReader(path) as ar:
+        table2, mp2 = ar.hash()
+        meta2, table = dict(ar.meta), ar.table.copy()
+        blobs = [bytes(ar._mm[int(r["offset"]):int(r["offset"]) + int(r["size"])]) for r in table]
+    meta2.pop("hash")
+    meta2["format_version"] = 1
+    mb = json.dumps(meta2, sort_keys=True).encode()
+    table_off = A.HEADER_SIZE + len(mb) + 4
+    off = table_off + table.nbytes + 4
+    for i, b in enumerate(blobs):
+        table[i]["offset"] = off
+        off += len(b)
+    head = struct.pack("<8sIIQQI24x", A.MAGIC, 1, 0, len(mb), table_off, len(blobs))
+    tb = table.tobytes()
+    v1 = tmp_path / "v1.pwa"
+    v1.write_bytes(head + struct.pack("<I", zlib.crc32(head)) + mb + struct.pack("<I", zlib.crc32(mb))
+                   + tb + struct.pack("<I", zlib.crc32(tb)) + b"".join(blobs))
+    with ArchiveReader(v1) as ar:
+        assert ar.version == 1
+        table1, mp1 = ar.hash()
+        ar.validate()
+    assert np.array_equal(table1, table2) and mp1 == mp2
+    q = np.array([[0.3, 1.1, -0.7], [9.0, 9.0, 9.0]])
+    np.testing.assert_array_equal(Decoder(v1).decode(q), Decoder(path).decode(q))
