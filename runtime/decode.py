@@ -50,9 +50,11 @@ class CubemapDecoder:
         self.streamer = streamer
         self.ctx = streamer.ctx
         self.out_format = out_format
+        self.code_per_texel = bool(code_per_texel)
         self.program = shaders.compute(self.ctx, "decode_cubemap.cs",
                                        dict(streamer.defines, OUT_FORMAT=out_format, LOCAL_SIZE=self.LOCAL,
-                                            CODE_PER_TEXEL=bool(code_per_texel)))
+                                            CODE_PER_TEXEL=self.code_per_texel))
+        self.codes = CodePass(streamer)
         self._positions = None
 
     def decode_into(self, target: CubemapArray, positions, *, first_layer: int = 0, lod: float | None = None) -> None:
@@ -67,23 +69,17 @@ class CubemapDecoder:
         if first_layer < 0 or first_layer + Q > target.layers:
             raise ValueError(f"layers [{first_layer}, {first_layer + Q}) out of [0, {target.layers})")
         R = target.resolution
-        data = np.zeros((Q, 4), np.float32)
-        data[:, :3] = q
-        if self._positions is None or self._positions.size < data.nbytes:
-            if self._positions is not None:
-                self._positions.release()
-            self._positions = self.ctx.buffer(reserve=max(data.nbytes, 1024))
-        self._positions.write(data.tobytes())
-        self._positions.bind_to_storage_buffer(0)
+        self._positions = _write_positions(self.ctx, self._positions, q)
         s = self.streamer
+        if not self.code_per_texel:
+            self.codes.run(self._positions, Q)          # binds the codes to binding 1
+        self._positions.bind_to_storage_buffer(0)
         s.bind(self.program)
         self.program["u_res"].value = R
-        if "u_count" in self.program:
-            self.program["u_count"].value = Q
-        if "u_first_layer" in self.program:
-            self.program["u_first_layer"].value = int(first_layer)
-        if "u_lod" in self.program:
-            self.program["u_lod"].value = footprint_lod(s.Rp, R, s.levels - 1) if lod is None else float(lod)
+        for name, value in (("u_count", Q), ("u_first_layer", int(first_layer)),
+                            ("u_lod", footprint_lod(s.Rp, R, s.levels - 1) if lod is None else float(lod))):
+            if name in self.program:
+                self.program[name].value = value
         fmt = GL.GL_RGBA32F if self.out_format == "rgba32f" else GL.GL_RGBA16F
         GL.glBindImageTexture(0, target.glo, 0, GL.GL_TRUE, 0, GL.GL_WRITE_ONLY, fmt)
         g = -(-R // self.LOCAL)
@@ -96,6 +92,51 @@ class CubemapDecoder:
         if self._positions is not None:
             self._positions.release()
             self._positions = None
+        self.codes.release()
+        self.program.release()
+
+
+def _write_positions(ctx, buf, q):
+    """(Q, 3) float32 -> a vec4 SSBO (reused when large enough)."""
+    data = np.zeros((q.shape[0], 4), np.float32)
+    data[:, :3] = q
+    if buf is None or buf.size < data.nbytes:
+        if buf is not None:
+            buf.release()
+        buf = ctx.buffer(reserve=max(data.nbytes, 1024))
+    buf.write(data.tobytes())
+    return buf
+
+
+class CodePass:
+    """``code_at.cs``: the merged code of the field at each position, once per
+    position, into an SSBO (binding 1) that decode passes read."""
+
+    def __init__(self, streamer: Streamer):
+        self.streamer = streamer
+        self.ctx = streamer.ctx
+        self.stride = 2 + 2 * 8 * streamer.N          # ints per position (PW_CODE_STRIDE)
+        self.program = shaders.compute(self.ctx, "code_at.cs", streamer.defines)
+        self.buffer = None
+
+    def run(self, positions_buffer, count: int) -> None:
+        need = max(count, 1) * self.stride * 4
+        if self.buffer is None or self.buffer.size < need:
+            if self.buffer is not None:
+                self.buffer.release()
+            self.buffer = self.ctx.buffer(reserve=need)
+        self.streamer.bind(self.program)
+        positions_buffer.bind_to_storage_buffer(0)
+        self.buffer.bind_to_storage_buffer(1)
+        self.program["u_count"].value = int(count)
+        self.program.run(-(-count // 64))
+        GL = _gl()
+        GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT)
+
+    def release(self):
+        if self.buffer is not None:
+            self.buffer.release()
+            self.buffer = None
         self.program.release()
 
 
@@ -166,20 +207,19 @@ class FieldView:
     framebuffer (linear radiance, alpha = coverage; ``tonemap=True`` writes the
     DESIGN-NOTES §5 tonemap instead, for 8-bit frames).
 
-    The merged code at the camera position is built once per frame by a
-    one-invocation compute pass (``code_at.cs``) into an SSBO that the
-    fragment shader reads (``field_view.fs``).
+    The merged code at the camera position is built once per frame by
+    :class:`CodePass` (``code_at.cs``) into an SSBO that the fragment shader
+    (``field_view.fs``) reads.
     """
 
     def __init__(self, streamer: Streamer, *, tonemap: bool = False):
         self.streamer = streamer
         self.ctx = streamer.ctx
-        defines = dict(streamer.defines)
-        self.code_pass = shaders.compute(self.ctx, "code_at.cs", defines)
+        self.codes = CodePass(streamer)
         self.program = shaders.program(self.ctx, "field_view.vs", "field_view.fs", defines=
-                                       dict(defines, PW_VIEW_TONEMAP=bool(tonemap)))
-        self.code_buffer = self.ctx.buffer(reserve=8 + 8 * 8 * streamer.N)   # std430: int, pad, ivec2[8N]
+                                       dict(streamer.defines, PW_VIEW_TONEMAP=bool(tonemap)))
         self.vao = self.ctx.vertex_array(self.program, [])
+        self._positions = None
 
     def render(self, position, view_rotation, fov_y_deg: float, viewport) -> None:
         """Draw into the bound framebuffer.
@@ -193,18 +233,13 @@ class FieldView:
         viewport : (width, height) in pixels
         """
         s = self.streamer
-        x = tuple(float(v) for v in np.asarray(position, np.float64).reshape(3))
-        s.bind(self.code_pass)
-        self.code_pass["u_position"].value = x
-        self.code_buffer.bind_to_storage_buffer(0)
-        self.code_pass.run(1)
-        GL = _gl()
-        GL.glMemoryBarrier(GL.GL_SHADER_STORAGE_BARRIER_BIT)
+        x = np.asarray(position, np.float32).reshape(1, 3)
+        self._positions = _write_positions(self.ctx, self._positions, x)
+        self.codes.run(self._positions, 1)
         w, h = int(viewport[0]), int(viewport[1])
         tan_half = math.tan(math.radians(fov_y_deg) / 2)
         s.bind(self.program)
-        self.code_buffer.bind_to_storage_buffer(0)
-        self.program["u_position"].value = x
+        self.program["u_position"].value = tuple(float(v) for v in x[0])
         rot = np.asarray(view_rotation, np.float32).reshape(3, 3)
         self.program["u_rotation"].write(rot.T.tobytes())   # column-major for GLSL
         self.program["u_tan_half"].value = (tan_half * w / h, tan_half)
@@ -215,5 +250,8 @@ class FieldView:
         check_gl_error("field_view", self.ctx)
 
     def release(self):
-        for o in (self.vao, self.program, self.code_pass, self.code_buffer):
+        for o in (self.vao, self.program, self.codes):
             o.release()
+        if self._positions is not None:
+            self._positions.release()
+            self._positions = None

@@ -193,6 +193,7 @@ class Streamer:
         self._pending: list[int] = []
         self._inflight: set[int] = set()
         self._ready: collections.deque = collections.deque()
+        self._rank: dict[int, int] = {}
         self._stop = False
         self._thread = threading.Thread(target=self._loader, name=f"probewarp-streamer:{self.path.name}",
                                         daemon=True)
@@ -277,6 +278,7 @@ class Streamer:
     def _update(self, wanted, needed_now, wait, timeout):
         self.frame += 1
         wanted = list(wanted)
+        self._rank = {p: i for i, p in enumerate(wanted)}
         if wanted:
             self.last_wanted[wanted] = self.frame
         counts = collections.Counter()
@@ -323,7 +325,11 @@ class Streamer:
             with self._lock:
                 if not self._ready:
                     break
-                item = self._ready.popleft()
+                # most urgent first: a page needed now must not queue behind prefetches
+                best = min(range(len(self._ready)),
+                           key=lambda i: self._rank.get(self._ready[i].page, len(self._rank)))
+                item = self._ready[best]
+                del self._ready[best]
                 self._lock.notify_all()
             if item.error is not None:
                 self.failed[item.page] = item.error

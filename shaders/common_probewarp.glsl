@@ -20,6 +20,10 @@
 //             weight); pw_code_merge() folds repeated prototypes. Compute it
 //             once where x is uniform (a cubemap decode, a camera at x) and
 //             evaluate many directions with pw_radiance(code, x, d, lod).
+//   vec3    pw_blend_term(int layer, float w, vec3 x, vec3 d, float lod)
+//             One code entry's term; for passes that store codes themselves
+//             (code_at.cs writes one per position, decode_cubemap.cs and
+//             field_view.fs sum the terms, then pw_from_domain).
 //   vec3    pw_warp_direction(vec3 x, vec3 d, vec4 sphere)
 //             DESIGN-NOTES §3: where the ray x + t d leaves a prototype's
 //             sphere, as a direction from its centre (not normalised).
@@ -291,13 +295,19 @@ vec3 pw_from_domain(vec3 y)
 #endif
 }
 
+// One code entry's contribution, in the blend domain: w * J_layer(warp(x, d)).
+// Sum them and map the sum with pw_from_domain (what pw_radiance does);
+// passes that keep codes in their own buffers loop over this.
+vec3 pw_blend_term(int layer, float w, vec3 x, vec3 d, float lod)
+{
+    return w * pw_sample_prototype(layer, pw_warp_direction(x, d, pw_spheres[layer]), lod);
+}
+
 vec4 pw_radiance(PwCode code, vec3 x, vec3 d, float lod)
 {
     vec3 y = vec3(0.0);
-    for (int i = 0; i < code.n; ++i) {
-        vec4 sphere = pw_spheres[code.layer[i]];
-        y += code.w[i] * pw_sample_prototype(code.layer[i], pw_warp_direction(x, d, sphere), lod);
-    }
+    for (int i = 0; i < code.n; ++i)
+        y += pw_blend_term(code.layer[i], code.w[i], x, d, lod);
     return vec4(pw_from_domain(y), code.n > 0 ? 1.0 : 0.0);
 }
 

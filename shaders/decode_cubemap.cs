@@ -6,15 +6,16 @@
 // cube-map array receives the radiance decoded at positions[q], texel
 // (face, t, s) looking along its centre direction (DESIGN-NOTES §1).
 //
-// Dispatch (ceil(R / LOCAL_SIZE), ceil(R / LOCAL_SIZE), 6 * count). The first
-// invocation of each work group builds the merged code of its position in
-// shared memory (pw_code_at + pw_code_merge, common_probewarp.glsl); every
-// invocation then warps and samples only the distinct prototypes.
+// Dispatch (ceil(R / LOCAL_SIZE), ceil(R / LOCAL_SIZE), 6 * count) after
+// code_at.cs has written the merged code of every position to binding 1
+// (same positions, same order): each invocation warps and samples only the
+// distinct prototypes of its position.
 // CODE_PER_TEXEL 1 instead calls pw_decode in every invocation (hash lookups,
 // 8-corner stencil and 8 N warps per texel): the cost a renderer pays when
 // every pixel decodes at its own position (surfaces), kept for benchmarks.
 //
 //   binding 0 (SSBO)   vec4 positions[] (xyz)
+//   binding 1 (SSBO)   int codes[]: code_at.cs records (CODE_PER_TEXEL 0)
 //   image unit 0       layout(OUT_FORMAT) writeonly imageCubeArray u_out,
 //                      layer u_first_layer + q
 //   uniforms           u_res (R), u_count, u_lod (prototype mip level)
@@ -42,9 +43,8 @@ uniform int u_count;
 uniform int u_first_layer;
 uniform float u_lod;
 
-shared int s_n;
-shared int s_layer[PW_MAX_CODE];
-shared float s_w[PW_MAX_CODE];
+#define PW_CODE_STRIDE (2 + 2 * PW_MAX_CODE)
+layout(std430, binding = 1) readonly buffer Codes { int codes[]; };
 
 void main()
 {
@@ -58,25 +58,14 @@ void main()
     vec3 d = pw_texel_direction(face, vec2(st), u_res);
     imageStore(u_out, ivec3(st, 6 * (u_first_layer + q) + face), pw_decode(x, d, u_lod));
 #else
-    if (gl_LocalInvocationIndex == 0u) {
-        PwCode code = pw_code_at(x);
-        pw_code_merge(code);
-        s_n = code.n;
-        for (int i = 0; i < code.n; ++i) {
-            s_layer[i] = code.layer[i];
-            s_w[i] = code.w[i];
-        }
-    }
-    barrier();
     if (st.x >= u_res || st.y >= u_res || q >= u_count)
         return;
-    PwCode code;
-    code.n = s_n;
-    for (int i = 0; i < s_n; ++i) {
-        code.layer[i] = s_layer[i];
-        code.w[i] = s_w[i];
-    }
     vec3 d = pw_texel_direction(face, vec2(st), u_res);
-    imageStore(u_out, ivec3(st, 6 * (u_first_layer + q) + face), pw_radiance(code, x, d, u_lod));
+    int base = q * PW_CODE_STRIDE;
+    int n = codes[base];
+    vec3 y = vec3(0.0);
+    for (int i = 0; i < n; ++i)
+        y += pw_blend_term(codes[base + 2 + 2 * i], intBitsToFloat(codes[base + 3 + 2 * i]), x, d, u_lod);
+    imageStore(u_out, ivec3(st, 6 * (u_first_layer + q) + face), vec4(pw_from_domain(y), n > 0 ? 1.0 : 0.0));
 #endif
 }
