@@ -94,9 +94,8 @@ def grid_brick_ids(grid: dict, brick) -> tuple[np.ndarray, np.ndarray]:
     ijk = np.stack(np.meshgrid(*[np.arange(a, a + n) for a, n in zip(lo_b, sh_b)], indexing="ij"), -1).reshape(-1, 3)
     if (ijk.max(axis=0, initial=0) >= shape).any() if ijk.size else False:
         raise InputError(f"brick {brick} lies outside the grid {tuple(shape)}")
-    lo, hi = np.asarray(grid["lo"], np.float64), np.asarray(grid["hi"], np.float64)
-    step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 0.0)
-    return np.ravel_multi_index(ijk.T, tuple(shape)).astype(np.int64), lo + ijk * step
+    lo = np.asarray(grid["lo"], np.float64)
+    return np.ravel_multi_index(ijk.T, tuple(shape)).astype(np.int64), lo + ijk * spatialhash.grid_step(grid)
 
 
 def implicit_ids(meta: dict) -> bool:
@@ -109,9 +108,8 @@ def lattice_cells(grid: dict, positions: np.ndarray) -> np.ndarray:
     """Integer lattice cells ``(n, 3)`` of positions that lie on a grid's lattice
     (rounded to the nearest lattice point)."""
     shape = np.asarray(grid["shape"], int)
-    lo, hi = np.asarray(grid["lo"], np.float64), np.asarray(grid["hi"], np.float64)
-    step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
-    return np.clip(np.rint((np.asarray(positions, np.float64) - lo) / step), 0, shape - 1).astype(np.int64)
+    u = (np.asarray(positions, np.float64) - np.asarray(grid["lo"], np.float64)) / spatialhash.grid_step(grid)
+    return np.clip(np.rint(u), 0, shape - 1).astype(np.int64)
 
 
 def build_hash(meta: dict, pages) -> tuple[np.ndarray, int]:

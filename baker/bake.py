@@ -164,22 +164,6 @@ class Decoder:
         self.hash = table
         self._tree = None
 
-    def corners(self, q: np.ndarray):
-        """Grid sets: the 8 lattice cells around each query ``(Q, 8, 3)`` int64 and
-        their trilinear weights ``(Q, 8)`` float64, the query clamped into the
-        grid box. Corner ``c`` is offset ``((c>>2)&1, (c>>1)&1, c&1)``; on an
-        axis with one lattice point both offsets name point 0."""
-        shape = self.grid["shape"].astype(int)
-        lo, hi = self.grid["lo"].astype(np.float64), self.grid["hi"].astype(np.float64)
-        step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
-        u = np.clip((q - lo) / step, 0, shape - 1)
-        i0 = np.minimum(np.floor(u).astype(np.int64), np.maximum(shape - 2, 0))
-        f = u - i0
-        o = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
-        ijk = np.minimum(i0[:, None, :] + o[None], shape - 1)
-        w = np.prod(np.where(o[None] == 1, f[:, None, :], 1 - f[:, None, :]), axis=2)
-        return ijk, w
-
     def stencil(self, q: np.ndarray, resident=None):
         """Probes and weights blended at each query: (Q, 8) int64 ids, (Q, 8) float64 weights.
 
@@ -189,9 +173,7 @@ class Decoder:
         """
         q = np.asarray(q, np.float64)
         if self.grid is not None:
-            ijk, w = self.corners(q)
-            keys = spatialhash.lattice_key(ijk, self.grid["shape"])
-            rec = spatialhash.lookup(self.hash[0], self.hash[1], keys)
+            rec, w = spatialhash.corner_records(q, self.grid, *self.hash)
             present = rec != spatialhash.EMPTY
             page, local = spatialhash.split_record(np.where(present, rec, 0))
             if resident is not None:

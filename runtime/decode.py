@@ -19,8 +19,9 @@ from .gl import CubemapArray, _gl, check_gl_error, create_context
 from .streamer import Streamer
 
 
-def footprint_lod(Rp: int, R: int, max_lod: float) -> float:
-    """Prototype mip level whose texel footprint matches an ``R x R`` face:
+def footprint_lod(Rp: int, R: float, max_lod: float) -> float:
+    """Prototype mip level whose texel footprint matches an ``R x R`` face
+    (``R`` may be fractional: a pixel of angle ``a`` is a face of ``(pi/2) / a``):
     ``log2(Rp / R)`` clamped to ``[0, max_lod]`` (0 when ``R >= Rp``)."""
     return float(min(max(math.log2(Rp / R), 0.0), max_lod))
 
@@ -115,7 +116,7 @@ class CodePass:
     def __init__(self, streamer: Streamer):
         self.streamer = streamer
         self.ctx = streamer.ctx
-        self.stride = 2 + 2 * 8 * streamer.N          # ints per position (PW_CODE_STRIDE)
+        self.stride = 2 + 2 * 8 * streamer.N          # ints per position: PW_CODE_STRIDE of the GLSL
         self.program = shaders.compute(self.ctx, "code_at.cs", streamer.defines)
         self.buffer = None
 
@@ -244,8 +245,7 @@ class FieldView:
         self.program["u_rotation"].write(rot.T.tobytes())   # column-major for GLSL
         self.program["u_tan_half"].value = (tan_half * w / h, tan_half)
         pixel_angle = 2 * tan_half / h
-        self.program["u_lod"].value = float(min(max(math.log2(pixel_angle / (math.pi / 2 / s.Rp)), 0.0),
-                                                s.levels - 1))
+        self.program["u_lod"].value = footprint_lod(s.Rp, (math.pi / 2) / pixel_angle, s.levels - 1)
         self.vao.render(mode=self.ctx.TRIANGLES, vertices=3)
         check_gl_error("field_view", self.ctx)
 

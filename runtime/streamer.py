@@ -159,10 +159,9 @@ class Streamer:
             while self.levels > 1 and (self.Rp >> (self.levels - 1)) % 4:
                 self.levels -= 1
         grid = meta["grid"]
-        shape = np.asarray(grid["shape"], np.int64)
-        lo, hi = np.asarray(grid["lo"], np.float64), np.asarray(grid["hi"], np.float64)
-        self.grid_shape, self.grid_lo = shape, lo
-        self.grid_step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
+        self.grid_shape = np.asarray(grid["shape"], np.int64)
+        self.grid_lo = np.asarray(grid["lo"], np.float64)
+        self.grid_step = spatialhash.grid_step(grid)
         self.hash_table, self.hash_max_probe = self.reader.hash()
         diag = np.linalg.norm(table["hi"].astype(np.float64) - table["lo"].astype(np.float64), axis=1)
         self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid_step.max())))
@@ -232,13 +231,7 @@ class Streamer:
     def corner_pages(self, positions) -> np.ndarray:
         """Pages holding the (existing) 8 lattice corners around each position: the
         pages a decode at those positions reads (sorted, unique)."""
-        q = np.asarray(positions, np.float64).reshape(-1, 3)
-        shape = self.grid_shape
-        u = np.clip((q - self.grid_lo) / self.grid_step, 0, shape - 1)
-        i0 = np.minimum(np.floor(u).astype(np.int64), np.maximum(shape - 2, 0))
-        o = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
-        cells = np.minimum(i0[:, None, :] + o[None], shape - 1)
-        rec = spatialhash.lookup(self.hash_table, self.hash_max_probe, spatialhash.lattice_key(cells, shape))
+        rec, _ = spatialhash.corner_records(positions, self.meta["grid"], self.hash_table, self.hash_max_probe)
         rec = rec[rec != spatialhash.EMPTY]
         return np.unique(spatialhash.split_record(rec)[0])
 

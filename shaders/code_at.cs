@@ -13,7 +13,6 @@
 
 #include "common_probewarp.glsl"
 
-#define PW_CODE_STRIDE (2 + 2 * PW_MAX_CODE)
 
 layout(local_size_x = 64) in;
 layout(std430, binding = 0) readonly buffer Positions { vec4 positions[]; };

@@ -90,6 +90,8 @@
 #endif
 
 #define PW_MAX_CODE (8 * PW_N_TAPS)
+// ints per position in a code buffer (code_at.cs): n, 0, then (layer, weight bits) pairs
+#define PW_CODE_STRIDE (2 + 2 * PW_MAX_CODE)
 #define PW_EMPTY 0xFFFFFFFFu
 const float PW_HALF_PI = 1.5707963267948966;
 

@@ -43,7 +43,6 @@ uniform int u_count;
 uniform int u_first_layer;
 uniform float u_lod;
 
-#define PW_CODE_STRIDE (2 + 2 * PW_MAX_CODE)
 layout(std430, binding = 1) readonly buffer Codes { int codes[]; };
 
 void main()
