@@ -24,12 +24,12 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-from . import kernels as K
-from . import spatialhash
-from .archive import ArchiveReader, Page, build_hash
-from .errors import InputError
-from .metrics import QualityAccumulator, inverse_tonemap
-from .prototypes import ProbeCodec, from_domain, sub_directions
+from probewarp.baker import kernels as K
+from probewarp.format import spatialhash
+from probewarp.format.archive import ArchiveReader, Page, build_hash
+from probewarp.format.errors import InputError
+from probewarp.baker.metrics import QualityAccumulator, inverse_tonemap
+from probewarp.baker.prototypes import ProbeCodec, from_domain, sub_directions
 
 
 def split_pages(positions: np.ndarray, page_probes: int, grid_shape=None) -> list[np.ndarray]:

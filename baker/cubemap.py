@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import numba as nb
 
-from . import config
+from probewarp.baker import config
 
 #: Major axis of each face (the direction through its centre).
 MAJOR = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float64)

@@ -61,9 +61,11 @@ from pathlib import Path
 
 import numpy as np
 
-from . import config
-from .cubemap import MAJOR, U_AXIS, V_AXIS, downsample_box, resample_cube, sample_cube, texel_coords
-from .probeset import ProbeSet, ProbeSetError
+from probewarp.baker import config
+
+from probewarp.format import constants
+from probewarp.baker.cubemap import MAJOR, U_AXIS, V_AXIS, downsample_box, resample_cube, sample_cube, texel_coords
+from probewarp.baker.probeset import ProbeSet, ProbeSetError
 
 #: ``(row, column)`` of each §1 face in the horizontal cross, in units of R.
 CROSS_CELLS = ((1, 2), (1, 0), (0, 1), (2, 1), (1, 1), (1, 3))
@@ -149,7 +151,7 @@ def write_exr(path, img: np.ndarray, *, half: bool = False) -> Path:
         RGB channels ``R, G, B``, or one ``Y`` channel.
     half : bool
         Store float16 (``HALF``) instead of float32. Finite values above
-        ``config.FP16_MAX`` raise rather than turning into infinity.
+        ``constants.FP16_MAX`` raise rather than turning into infinity.
 
     Returns
     -------
@@ -166,10 +168,10 @@ def write_exr(path, img: np.ndarray, *, half: bool = False) -> Path:
         raise ValueError(f"{p}: image must be (H, W, 3) or (H, W), got {a.shape}")
     dt = np.float16 if half else np.float32
     if half:
-        big = np.isfinite(a) & (np.abs(a) > config.FP16_MAX)
+        big = np.isfinite(a) & (np.abs(a) > constants.FP16_MAX)
         if big.any():
             raise HdrImageError(f"{p}: {int(big.sum())} values exceed the float16 maximum "
-                                f"{config.FP16_MAX:g}; write float32 (half=False)")
+                                f"{constants.FP16_MAX:g}; write float32 (half=False)")
     chans = {k: np.ascontiguousarray(v, dtype=dt) for k, v in chans.items()}
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     tmp = _tmp_beside(p)
@@ -666,10 +668,10 @@ def import_folder(folder, csv_path, R: int, layout: str = "auto", *,
                                 f"one layout", **where)
         cube = image_to_cube(img, R, lay, supersample)
         if dtype == np.float16:
-            big = np.isfinite(cube) & (cube > config.FP16_MAX)
+            big = np.isfinite(cube) & (cube > constants.FP16_MAX)
             if big.any():
                 raise ProbeSetError(f"{int(big.sum())} values of {p} exceed the float16 maximum "
-                                    f"{config.FP16_MAX:g}; import as float32", **where)
+                                    f"{constants.FP16_MAX:g}; import as float32", **where)
         faces[i] = cube
     ps = ProbeSet(positions, faces, names=[n for _, n, _ in rows], source=str(csv_path))
     if validate:
@@ -708,7 +710,7 @@ def export_exr_folder(probeset: ProbeSet, folder, layout: str = "cross", *, heig
     height : int, optional
         Equirect height; default ``2 R``.
     half : bool
-        float16 EXR channels (values above ``config.FP16_MAX`` raise).
+        float16 EXR channels (values above ``constants.FP16_MAX`` raise).
     csv_name : str
         The CSV written beside the images: ``name,x,y,z`` with a header,
         coordinates printed with 9 significant digits (float32 exact).

@@ -28,9 +28,9 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from . import config
-from .cubemap import _cube_taps
-from .warp import _warp_dir
+from probewarp.baker import config
+from probewarp.baker.cubemap import _cube_taps
+from probewarp.baker.warp import _warp_dir
 
 _JIT = dict(nogil=True, cache=config.NUMBA_CACHE, fastmath=config.NUMBA_FASTMATH)
 

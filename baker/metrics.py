@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import config
-from .cubemap import texel_weights
+from probewarp.format import constants
+from probewarp.baker.cubemap import texel_weights
 
 
 def tonemap(v: np.ndarray) -> np.ndarray:
@@ -24,12 +24,12 @@ def tonemap(v: np.ndarray) -> np.ndarray:
     Inverse twin: :func:`inverse_tonemap`.
     """
     v = np.maximum(v, 0.0)
-    return (v / (1.0 + v)) ** (1.0 / config.TONEMAP_GAMMA)
+    return (v / (1.0 + v)) ** (1.0 / constants.TONEMAP_GAMMA)
 
 
 def inverse_tonemap(y: np.ndarray) -> np.ndarray:
     """Inverse of :func:`tonemap` on ``[0, 1)``: ``u = y^2.2; v = u / (1 - u)``."""
-    u = np.clip(y, 0.0, 1.0 - 1e-7) ** config.TONEMAP_GAMMA
+    u = np.clip(y, 0.0, 1.0 - 1e-7) ** constants.TONEMAP_GAMMA
     return u / (1.0 - u)
 
 

@@ -46,8 +46,10 @@ from typing import Iterator
 
 import numpy as np
 
-from . import config
-from .errors import InputError
+from probewarp.baker import config
+
+from probewarp.format import constants
+from probewarp.format.errors import InputError
 
 #: Radiance dtypes a probe set may hold.
 FACES_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
@@ -147,10 +149,10 @@ class SanitizeReport:
         rows = [
             ("NaN radiance", self.nan_values, self.nan_probes, "set to 0"),
             ("+Inf radiance", self.posinf_values, self.posinf_probes,
-             f"clamped to {config.SANITIZE_POSINF_VALUE:g}"),
+             f"clamped to {constants.SANITIZE_POSINF_VALUE:g}"),
             ("negative radiance (incl. -Inf)", self.negative_values, self.negative_probes, "set to 0"),
             ("radiance above the fp16 maximum", self.fp16_overflow_values, self.fp16_overflow_probes,
-             f"clamped to {config.FP16_MAX:g}"),
+             f"clamped to {constants.FP16_MAX:g}"),
         ]
         for label, n, probes, action in rows:
             if n:
@@ -185,10 +187,10 @@ class SanitizeReport:
 def _repair_inplace(block: np.ndarray, fp16: bool) -> None:
     """NaN -> 0, +Inf -> SANITIZE_POSINF_VALUE, negative -> 0, optionally clamp to FP16_MAX."""
     block[np.isnan(block)] = 0
-    block[np.isposinf(block)] = config.SANITIZE_POSINF_VALUE
+    block[np.isposinf(block)] = constants.SANITIZE_POSINF_VALUE
     block[block < 0] = 0
     if fp16:
-        np.minimum(block, config.FP16_MAX, out=block)
+        np.minimum(block, constants.FP16_MAX, out=block)
 
 
 class LazyFaces:
@@ -663,7 +665,7 @@ class ProbeSet:
             Ends in ``.npz`` or ``.zarr``.
         dtype : float16 or float32, optional
             Storage dtype of ``faces`` (default: the set's). Saving float32
-            radiance as float16 checks for values above ``config.FP16_MAX``.
+            radiance as float16 checks for values above ``constants.FP16_MAX``.
         overwrite : bool
             Replace an existing file or store (a directory is replaced only
             if it is a zarr store).
@@ -752,7 +754,7 @@ class ProbeSet:
         chunk_probes = int(min(max(1, chunk_probes), P))
         tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:12]}")
         try:
-            attrs = dict(format=config.PROBESET_FORMAT, version=config.PROBESET_FORMAT_VERSION)
+            attrs = dict(format=constants.PROBESET_FORMAT, version=constants.PROBESET_FORMAT_VERSION)
             if self.names is not None:
                 attrs["names"] = list(self.names)
             g = zarr.open_group(str(tmp), mode="w", attributes=attrs)
@@ -847,7 +849,7 @@ def _check_grid(ps: ProbeSet, src: str) -> None:
     pos = ps.positions.astype(np.float64)
     scale = max(float(np.linalg.norm(expect.max(0) - expect.min(0))), float(np.abs(expect).max()),
                 float(np.abs(pos).max()))
-    tol = config.GRID_POSITION_REL_TOL * scale
+    tol = constants.GRID_POSITION_REL_TOL * scale
     off = np.abs(pos - expect).max(axis=1)
     bad = np.flatnonzero(off > tol)
     if bad.size:
@@ -872,7 +874,7 @@ def _check_sparse_grid(ps: ProbeSet, src: str) -> None:
     snapped = lo + ijk * step
     scale = max(float(np.linalg.norm(hi - lo)), float(np.abs(lo).max()), float(np.abs(hi).max()),
                 float(np.abs(pos).max(initial=0.0)))
-    tol = config.GRID_POSITION_REL_TOL * scale
+    tol = constants.GRID_POSITION_REL_TOL * scale
     off = np.where(((ijk < 0) | (ijk >= gs)).any(axis=1), np.inf, np.abs(pos - snapped).max(axis=1))
     bad = np.flatnonzero(off > tol)
     if bad.size:
@@ -898,7 +900,7 @@ def _duplicate_pairs(positions: np.ndarray) -> np.ndarray:
     if len(pos) < 2:
         return np.zeros((0, 2), np.int64)
     diag = float(np.linalg.norm(pos.max(0) - pos.min(0)))
-    tol = config.DUPLICATE_POSITION_REL_TOL * diag
+    tol = constants.DUPLICATE_POSITION_REL_TOL * diag
     pairs = cKDTree(pos).query_pairs(tol, output_type="ndarray").astype(np.int64)
     if pairs.size:
         pairs = np.sort(pairs, axis=1)
@@ -940,12 +942,12 @@ def _scan_block(block: np.ndarray, fp16: bool) -> np.ndarray:
     out[:, 1] = np.isposinf(b).sum(1)
     out[:, 2] = (b < 0).sum(1)
     if fp16:
-        out[:, 3] = (np.isfinite(b) & (b > config.FP16_MAX)).sum(1)
+        out[:, 3] = (np.isfinite(b) & (b > constants.FP16_MAX)).sum(1)
     return out
 
 
 _KINDS = (("NaN", "NaN radiance"), ("+Inf", "+Inf radiance"), ("negative", "negative radiance"),
-          ("fp16", f"radiance above the float16 maximum {config.FP16_MAX:g}"))
+          ("fp16", f"radiance above the float16 maximum {constants.FP16_MAX:g}"))
 
 
 def _first_location(values: np.ndarray, kind: int) -> str:
@@ -956,9 +958,9 @@ def _first_location(values: np.ndarray, kind: int) -> str:
     elif kind == 2:
         m = values < 0
     else:
-        m = np.isfinite(values) & (values > config.FP16_MAX)
+        m = np.isfinite(values) & (values > constants.FP16_MAX)
     f, t, s, c = (int(v) for v in np.argwhere(m)[0])
-    return (f"face {config.FACE_NAMES[f]}, row {t}, column {s}, channel {_CHANNELS[c]} "
+    return (f"face {constants.FACE_NAMES[f]}, row {t}, column {s}, channel {_CHANNELS[c]} "
             f"= {float(values[f, t, s, c]):g}")
 
 
@@ -1003,8 +1005,8 @@ def validate(probeset: ProbeSet, name=None, *, sanitize: bool = False, fp16: boo
         Repair instead of raising where a repair exists, *in place*: new
         arrays are assigned to ``probeset`` (the caller's arrays are never
         written to; a lazy set repairs on read). NaN -> 0; +Inf ->
-        ``config.SANITIZE_POSINF_VALUE``; negative (and -Inf) -> 0; with
-        ``fp16`` finite values above ``config.FP16_MAX`` -> ``FP16_MAX``;
+        ``constants.SANITIZE_POSINF_VALUE``; negative (and -Inf) -> 0; with
+        ``fp16`` finite values above ``constants.FP16_MAX`` -> ``FP16_MAX``;
         duplicate positions -> the first (lowest index) is kept and the others
         dropped, with their names, and a grid description is then dropped.
     fp16 : bool
@@ -1025,7 +1027,7 @@ def validate(probeset: ProbeSet, name=None, *, sanitize: bool = False, fp16: boo
         positive ints or its product != P, lo/hi without grid_shape or only
         one of them, positions not the ``lo``..``hi`` 'ij' meshgrid (lo/hi
         default to the first/last probe); and, unless sanitizing, duplicate
-        positions (``config.DUPLICATE_POSITION_REL_TOL`` of the bounding-box
+        positions (``constants.DUPLICATE_POSITION_REL_TOL`` of the bounding-box
         diagonal), NaN/Inf or negative radiance, fp16 overflow. Structural
         problems raise even when sanitizing. The first problem found raises;
         the scan runs chunk-wise (bounded memory for lazy sets).

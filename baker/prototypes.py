@@ -47,12 +47,12 @@ import time
 import numpy as np
 from scipy.spatial import cKDTree
 
-from . import config
-from . import kernels as K
-from .cubemap import downsample_box, resample_cube, texel_directions, texel_weights
-from .errors import InputError
-from .metrics import inverse_tonemap, tonemap
-from . import texformats
+from probewarp.format import constants
+from probewarp.baker import kernels as K
+from probewarp.baker.cubemap import downsample_box, resample_cube, texel_directions, texel_weights
+from probewarp.format.errors import InputError
+from probewarp.baker.metrics import inverse_tonemap, tonemap
+from probewarp.format import texformats
 
 
 # ---------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class ProbeCodec:
             return base
         v = Y.mean(axis=2)  # per-texel luminance-ish
         # T(v) = (v/(1+v))^(1/g):  T'(v) = (1/g) (v/(1+v))^(1/g - 1) / (1+v)^2
-        g = config.TONEMAP_GAMMA
+        g = constants.TONEMAP_GAMMA
         vv = np.maximum(v, 1e-4)
         dT = (1.0 / g) * (vv / (1 + vv)) ** (1.0 / g - 1.0) / (1 + vv) ** 2
         return (base * dT ** 2).astype(np.float32)

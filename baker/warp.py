@@ -7,7 +7,7 @@ A prototype has centre ``c``, radius ``rho`` and cubemap ``J``. Seen from
     t = -b + sqrt(max(b^2 - q2, 0))
     s = normalize(o + t d);   value = J(s)
 
-Miss rule (``config.WARP_MISS_RULE``): a ray that misses the sphere (only
+Miss rule (``constants.WARP_MISS_RULE``): a ray that misses the sphere (only
 possible from outside it) has its discriminant clamped at 0, i.e. it uses its
 point of closest approach to ``c``. ``|o + t d| >= rho`` always, so ``s`` is
 well defined for ``rho > 0`` and continuous in ``x`` and ``d``. ``rho = inf``
@@ -19,7 +19,9 @@ from __future__ import annotations
 import numpy as np
 import numba as nb
 
-from . import config
+from probewarp.baker import config
+
+from probewarp.format import constants
 
 _JIT = dict(nogil=True, cache=config.NUMBA_CACHE, fastmath=config.NUMBA_FASTMATH)
 

@@ -1,7 +1,7 @@
 """Benchmark: probewarp against every baseline on the built-in scene.
 
 Captures the built-in scene on a 32 x 8 x 32 grid at R = 16 (8,192 probes;
-cached under out/bench/), then runs ``probewarp.baker.compare.compare`` with
+cached under out/bench/), then runs ``probewarp.baselines.compare.compare`` with
 M = 256, N = 4 in one process: same probes, same metric, every method's
 bytes counted. Writes benchmarks/results/compare_builtin.json (with machine
 facts and timings) and compare_builtin.png (rate-distortion).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probewarp.baker import compare as cmp
+from probewarp.baselines import compare as cmp
 from probewarp.baker.probeset import ProbeSet
 from probewarp.baker.report import write_json
 
@@ -43,8 +43,8 @@ def main():
 
     cache = Path("out/bench") / f"builtin_{'x'.join(map(str, args.n))}_R{args.res}.npz"
     if not cache.exists():
-        from probewarp.runtime.capture import capture_grid
-        from probewarp.runtime.scene import Scene
+        from probewarp.capture.capture import capture_grid
+        from probewarp.capture.scene import Scene
         cache.parent.mkdir(parents=True, exist_ok=True)
         scene = Scene.builtin(seed=0)
         lo, hi = scene.builtin_grid()

@@ -1,4 +1,4 @@
-"""Probe-capture throughput on the builtin scene (probewarp.runtime.capture).
+"""Probe-capture throughput on the builtin scene (probewarp.capture.capture).
 
 Measures warm capture throughput (probes per second, median of repeats) at
 R = 8 and R = 16 with the default supersample (4) and batch size, then the
@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from probewarp.runtime.capture import Capturer, grid_positions
+from probewarp.capture.capture import Capturer, grid_positions
 from probewarp.runtime.gl import create_context
-from probewarp.runtime.scene import Scene
+from probewarp.capture.scene import Scene
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FULL_PROBES = 100_000

@@ -16,7 +16,7 @@ from pathlib import Path
 import lz4.frame
 import numpy as np
 
-from probewarp.baker.archive import Page, build_hash
+from probewarp.format.archive import Page, build_hash
 from probewarp.baker.probeset import ProbeSet
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -68,8 +68,8 @@ def probes_and_archive(args, log):
     info = {"probes": str(probes_path.relative_to(ROOT)), "archive": str(archive.relative_to(ROOT))}
     CACHE.mkdir(parents=True, exist_ok=True)
     if not probes_path.exists():
-        from probewarp.runtime.capture import capture_grid
-        from probewarp.runtime.scene import Scene
+        from probewarp.capture.capture import capture_grid
+        from probewarp.capture.scene import Scene
         scene = Scene.builtin(seed=0)
         lo, hi = scene.builtin_grid()
         t0 = time.perf_counter()
@@ -78,7 +78,7 @@ def probes_and_archive(args, log):
         log(f"captured {probes_path} in {info['capture_s']:.1f} s")
     probes = ProbeSet.load(probes_path)
     if not archive.exists():
-        from probewarp.baker.archive import write_archive
+        from probewarp.format.archive import write_archive
         from probewarp.baker.bake import archive_meta, bake
         faces = probes.faces_array(np.float32)
         t0 = time.perf_counter()
@@ -134,11 +134,11 @@ def distinct_prototypes(archive, q):
 
 
 def decode_cost(ctx, args, probes, archive, log):
-    from probewarp.baker.baselines import SphericalHarmonics
+    from probewarp.baselines.baselines import SphericalHarmonics
     from probewarp.baker.metrics import QualityAccumulator
     from probewarp.runtime.decode import CubemapDecoder
     from probewarp.runtime.gl import CubemapArray
-    from probewarp.runtime.sh import SHGridDecoderGL
+    from probewarp.baselines.sh_gl import SHGridDecoderGL
     from probewarp.runtime.streamer import Streamer
 
     faces = probes.faces_array(np.float32)

@@ -13,10 +13,10 @@ import math
 
 import numpy as np
 
-from ..baker.errors import InputError
-from . import shaders
-from .gl import CubemapArray, _gl, check_gl_error, create_context
-from .streamer import Streamer
+from probewarp.format.errors import InputError
+from probewarp.runtime import shaders
+from probewarp.runtime.gl import CubemapArray, _gl, check_gl_error, create_context
+from probewarp.runtime.streamer import Streamer
 
 
 def footprint_lod(Rp: int, R: float, max_lod: float) -> float:

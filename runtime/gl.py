@@ -12,9 +12,9 @@ exactly what ``glTexSubImage3D(GL_TEXTURE_CUBE_MAP_ARRAY, ...)`` expects, with
 layer-face ``6 * p + f`` at depth ``6 * p + f``: no flips, no reordering. The
 CPU twin of what the sampler does is :func:`probewarp.baker.cubemap.sample_cube`.
 Prototypes already in an archive's stored texel format
-(:mod:`probewarp.baker.texformats`) upload as is with
+(:mod:`probewarp.format.texformats`) upload as is with
 :meth:`CubemapArray.upload_stored`; the texture decodes them as
-:func:`probewarp.baker.texformats.decode` does (bit for bit on llvmpipe, but
+:func:`probewarp.format.texformats.decode` does (bit for bit on llvmpipe, but
 for 1 float32 ulp on unorm8 formats).
 
 Notes
@@ -43,7 +43,7 @@ import os
 import numpy as np
 import moderngl
 
-from probewarp.baker import texformats
+from probewarp.format import texformats
 
 #: ``GL_TEXTURE_CUBE_MAP_SEAMLESS``: filter across cube faces (GL 3.2 core).
 GL_TEXTURE_CUBE_MAP_SEAMLESS = 0x884F
@@ -60,7 +60,7 @@ _GL_ERRORS = {
 }
 
 #: Internal formats :class:`CubemapArray` accepts, by name -> GL enum name:
-#: the texel formats of :data:`probewarp.baker.texformats.FORMATS`, same names,
+#: the texel formats of :data:`probewarp.format.texformats.FORMATS`, same names,
 #: same enums (``tests/test_gl_cubearray.py`` checks).
 INTERNAL_FORMATS = {
     "rgba16f": "GL_RGBA16F",
@@ -79,7 +79,7 @@ FLOAT_UPLOAD_FORMATS = ("rgba16f", "rgba32f", "rgb9e5")
 #: Block-compressed formats (4x4 blocks of 16 bytes, ``glCompressedTexSubImage3D``).
 COMPRESSED_FORMATS = ("bc7", "bc6h")
 #: Pixel transfer ``(format, type)`` of each uncompressed stored layout
-#: (:func:`probewarp.baker.texformats.stored_layout`).
+#: (:func:`probewarp.format.texformats.stored_layout`).
 _STORED_TRANSFER = {
     "rgba16f": ("GL_RGBA", "GL_HALF_FLOAT"),            # (..., 4) float16
     "rgba32f": ("GL_RGBA", "GL_FLOAT"),                 # (..., 4) float32
@@ -259,7 +259,7 @@ class CubemapArray:
     layers : int
         Number of cubemaps (texture depth ``6 * layers``).
     internal_format : {"rgba16f", "rgba32f", "rgb9e5", "rgba8", "bc7", "bc6h"}
-        The texel formats of :mod:`probewarp.baker.texformats`. The float
+        The texel formats of :mod:`probewarp.format.texformats`. The float
         formats fill from float texels (:meth:`upload`); every format fills
         from its stored form as is (:meth:`upload_stored`): ``rgba8`` and
         ``bc7`` hold [0, 1] values (the tonemapped blend domain), ``bc6h``
@@ -462,7 +462,7 @@ class CubemapArray:
         stored : (n, 6) + face_shape, dtype
             ``face_shape, dtype = texformats.stored_layout(internal_format, r)``
             with ``r = max(1, R >> level)``, e.g. the output of
-            :func:`probewarp.baker.texformats.encode`: ``rgba16f`` (r, r, 4)
+            :func:`probewarp.format.texformats.encode`: ``rgba16f`` (r, r, 4)
             float16 (``GL_RGBA``/``GL_HALF_FLOAT``), ``rgba32f`` (r, r, 4)
             float32 (``GL_FLOAT``), ``rgb9e5`` (r, r) packed uint32
             (``GL_RGB``/``GL_UNSIGNED_INT_5_9_9_9_REV``), ``rgba8`` (r, r, 4)
@@ -567,7 +567,7 @@ class CubemapArray:
             encoder: measured on 32 built-in scene probes (R = 16), level 1
             is off the box average of level 0 by 11% (bc6h) and 4.8% (bc7)
             mean relative error, against 3.5% and 1.1% when ispc_texcomp
-            (:func:`probewarp.baker.texformats.encode`) encodes that box
+            (:func:`probewarp.format.texformats.encode`) encodes that box
             average. Encode each level on the CPU
             (``texformats.encode`` of box-filtered faces) and
             :meth:`upload_stored` it with ``level=k``.

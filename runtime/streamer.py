@@ -35,11 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..baker import spatialhash, texformats
-from ..baker.archive import ArchiveReader
-from ..baker.cubemap import downsample_box
-from ..baker.errors import InputError
-from .gl import GL_TEXTURE_CUBE_MAP_SEAMLESS, CubemapArray, _gl, check_gl_error
+from probewarp.format import spatialhash
+
+from probewarp.format import texformats
+from probewarp.format.archive import ArchiveReader
+from probewarp.baker.cubemap import downsample_box
+from probewarp.format.errors import InputError
+from probewarp.runtime.gl import GL_TEXTURE_CUBE_MAP_SEAMLESS, CubemapArray, _gl, check_gl_error
 
 #: Most cube-map arrays the shader include can address (texture units).
 MAX_ARRAYS = 8

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from probewarp.baker import texformats
-from probewarp.baker.archive import Page, write_archive
+from probewarp.format import texformats
+from probewarp.format.archive import Page, write_archive
 from probewarp.baker.bake import split_pages
 from probewarp.baker.cubemap import texel_directions
 from probewarp.baker.probeset import ProbeSet

@@ -5,10 +5,10 @@ import os
 import numpy as np
 import pytest
 
-from probewarp.baker import texformats
-from probewarp.baker.archive import ArchiveReader, write_archive
+from probewarp.format import texformats
+from probewarp.format.archive import ArchiveReader, write_archive
 from probewarp.baker.bake import Decoder, archive_meta, bake, split_pages
-from probewarp.baker.errors import InputError
+from probewarp.format.errors import InputError
 from test_prototypes import _field
 import naive
 

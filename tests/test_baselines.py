@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from probewarp.baker import baselines as B
+from probewarp.baselines import baselines as B
 from probewarp.baker.cubemap import texel_directions, texel_weights
-from probewarp.baker.errors import InputError
+from probewarp.format.errors import InputError
 from probewarp.baker.metrics import evaluate, inverse_tonemap, tonemap
 import naive
 

@@ -1,4 +1,4 @@
-"""Probe capture (probewarp.runtime.capture, probewarp.runtime.scene) on llvmpipe.
+"""Probe capture (probewarp.capture.capture, probewarp.capture.scene) on llvmpipe.
 
 Oracles are numpy: ray-box intersection through
 :func:`probewarp.baker.cubemap.texel_directions` for orientation, the numpy
@@ -12,8 +12,8 @@ import pytest
 
 from probewarp.baker.cubemap import MAJOR, downsample_box, texel_directions
 from probewarp.baker.probeset import ProbeSet
-from probewarp.runtime.capture import Capturer, Sky, capture, capture_grid, grid_positions
-from probewarp.runtime.scene import Scene, srgb_to_linear
+from probewarp.capture.capture import Capturer, Sky, capture, capture_grid, grid_positions
+from probewarp.capture.scene import Scene, srgb_to_linear
 
 #: Six distinct wall colours, in face order (+X -X +Y -Y +Z -Z).
 WALL = np.array([[0.9, 0.1, 0.1], [0.1, 0.8, 0.2], [0.2, 0.3, 0.9],
@@ -232,7 +232,7 @@ def test_culling_is_conservative(gl):
 
 
 def test_draw_commands_merge_runs():
-    from probewarp.runtime.capture import _draw_commands
+    from probewarp.capture.capture import _draw_commands
 
     vis = np.array([[1, 1, 0, 1], [0, 0, 0, 0], [0, 1, 1, 1]], bool)
     first, count = np.array([0, 6, 9, 30]), np.array([6, 3, 21, 3])

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from probewarp.baker.probeset import ProbeSet
-from probewarp.demo.cli import main
+from probewarp.cli.main import main
 from test_prototypes import _field
 
 
@@ -90,7 +90,7 @@ def test_decode_backend_gl_matches_cpu(probe_file, tmp_path, gl):
     q = tmp_path / "q.npy"
     np.save(q, np.array([[0.1, 0.2, 0.3], [5.0, 5.0, 5.0], [-0.4, 0.9, 0.5]]))
     assert main(["decode", str(out), "--at", str(q), "-o", str(tmp_path / "cpu.npz")]) == 0
-    code = ("import sys; from probewarp.demo.cli import main; "
+    code = ("import sys; from probewarp.cli.main import main; "
             f"sys.exit(main(['decode', {str(out)!r}, '--at', {str(q)!r}, '-o', {str(tmp_path / 'gl.npz')!r}, "
             "'--backend', 'gl']))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

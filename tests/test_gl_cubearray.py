@@ -41,7 +41,7 @@ import moderngl
 import numpy as np
 import pytest
 
-from probewarp.baker import texformats
+from probewarp.format import texformats
 from probewarp.baker.cubemap import downsample_box, texel_directions
 from probewarp.runtime import gl as pgl
 from probewarp.runtime import shaders

@@ -1,7 +1,7 @@
 """HDR image I/O, equirect/cross <-> cube, folder import/export.
 
 Tolerances (stated where used):
-* EXR float32: exact; EXR half: ``config.FP16_REL_TOL`` relative; Radiance
+* EXR float32: exact; EXR half: ``constants.FP16_REL_TOL`` relative; Radiance
   .hdr (RGBE, 8-bit mantissas): 1 % relative.
 * equirect -> cube against an analytic smooth radiance ``f(d)`` sampled at
   the texel centres: the texel value is an area average, so it differs from
@@ -14,7 +14,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probewarp.baker import config, hdrio
+from probewarp.baker import hdrio
+
+from probewarp.format import constants
 from probewarp.baker.cubemap import texel_directions, texel_weights
 from probewarp.baker.hdrio import (CROSS_CELLS, HdrImageError, cross_to_cube, cube_to_cross, cube_to_equirect,
                                    detect_layout, direction_to_equirect, equirect_directions, equirect_to_cube,
@@ -44,7 +46,7 @@ def test_exr_roundtrip_float_and_half(tmp_path):
     write_exr(tmp_path / "h.exr", img, half=True)
     back = read_hdr_image(tmp_path / "h.exr")
     assert back.dtype == np.float32
-    assert (np.abs(back - img) / img).max() <= config.FP16_REL_TOL
+    assert (np.abs(back - img) / img).max() <= constants.FP16_REL_TOL
     write_exr(tmp_path / "y.exr", img[..., 1])
     np.testing.assert_array_equal(read_hdr_image(tmp_path / "y.exr"), np.repeat(img[..., 1:2], 3, -1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.exr", "h.exr", "y.exr"]
@@ -284,7 +286,7 @@ def test_export_import_cross_roundtrip(tmp_path, half):
     back = import_folder(tmp_path / "out", tmp_path / "out" / "positions.csv", 6)
     np.testing.assert_array_equal(back.positions, ps.positions)
     if half:
-        assert (np.abs(back.faces - ps.faces) / ps.faces).max() <= config.FP16_REL_TOL
+        assert (np.abs(back.faces - ps.faces) / ps.faces).max() <= constants.FP16_REL_TOL
     else:
         np.testing.assert_array_equal(back.faces, ps.faces)
 

@@ -1,7 +1,7 @@
 """Probe sets on disk (DESIGN-NOTES §2): round trips, every rejected input, sanitising.
 
 Tolerances: npz and zarr round trips are exact (bitwise); float32 -> float16
-storage is within ``config.FP16_REL_TOL`` relative (values kept in the
+storage is within ``constants.FP16_REL_TOL`` relative (values kept in the
 float16 normal range).
 """
 from __future__ import annotations
@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from probewarp.baker import config
+from probewarp.format import constants
 from probewarp.baker import probeset as psmod
 from probewarp.baker.probeset import LazyFaces, ProbeSet, ProbeSetError, SanitizeReport, validate
 
@@ -146,7 +147,7 @@ def test_fp16_storage_within_tolerance(tmp_path, suffix):
     fa = back.faces_array()
     assert fa.dtype == np.float16
     rel = np.abs(fa.astype(np.float64) - ps.faces) / np.abs(ps.faces)
-    assert rel.max() <= config.FP16_REL_TOL
+    assert rel.max() <= constants.FP16_REL_TOL
 
 
 def test_zarr_lazy_access_and_chunks(tmp_path):
@@ -258,7 +259,7 @@ def _bad(kind):
         return ProbeSet(pos, f, names=ps.names), {}, "faces", 7
     if kind == "duplicate":
         diag = float(np.linalg.norm(pos.max(0) - pos.min(0)))
-        pos[9] = pos[4] + np.float32(0.3 * config.DUPLICATE_POSITION_REL_TOL * diag)
+        pos[9] = pos[4] + np.float32(0.3 * constants.DUPLICATE_POSITION_REL_TOL * diag)
         return ProbeSet(pos, f, names=ps.names), {}, "positions", 9
     if kind == "grid_product":
         # more points than probes reads as a sparse grid; probe 1 is off its lattice
@@ -353,7 +354,7 @@ def test_duplicate_tolerance_is_relative_to_diagonal():
     ps = make_set()
     diag = float(np.linalg.norm(ps.positions.max(0) - ps.positions.min(0)))
     ps.grid_shape = ps.lo = ps.hi = None
-    ps.positions[9] = ps.positions[4] + np.float32(3 * config.DUPLICATE_POSITION_REL_TOL * diag)
+    ps.positions[9] = ps.positions[4] + np.float32(3 * constants.DUPLICATE_POSITION_REL_TOL * diag)
     assert ps.validate().ok  # beyond the tolerance: a distinct probe
     ps.positions[9] = ps.positions[4]
     with pytest.raises(ProbeSetError, match="duplicate of probe 4"):
@@ -426,11 +427,11 @@ def test_sanitize_repairs_and_reports():
     assert dirty.names == [f"p{i:02d}" for i in keep]
     np.testing.assert_array_equal(dirty.positions, clean.positions[keep])
     f = dirty.faces
-    assert f.shape[0] == 22 and np.isfinite(f).all() and (f >= 0).all() and f.max() <= config.FP16_MAX
+    assert f.shape[0] == 22 and np.isfinite(f).all() and (f >= 0).all() and f.max() <= constants.FP16_MAX
     row = keep.index
-    assert f[row(3), 0, 0, 0, 0] == 0 and f[row(4), 0, 1, 1, 1] == config.SANITIZE_POSINF_VALUE
+    assert f[row(3), 0, 0, 0, 0] == 0 and f[row(4), 0, 1, 1, 1] == constants.SANITIZE_POSINF_VALUE
     assert f[row(5), 2, 2, 2, 2] == 0 and f[row(6), 3, 3, 3, 0] == 0
-    assert f[row(8), 0, 0, 0, 0] == config.FP16_MAX
+    assert f[row(8), 0, 0, 0, 0] == constants.FP16_MAX
     text = rep.summary()
     for word in ("24 -> 22", "NaN", "+Inf", "negative", "fp16", "duplicate", "10 (same as 2)"):
         assert word in text

@@ -114,7 +114,7 @@ def test_deterministic_for_a_seed_and_validates_input():
     b = ProbeCodec(n_prototypes=4, n_taps=2, n_iter=1, seed=5).fit(g, faces)
     np.testing.assert_array_equal(a.indices_, b.indices_)
     np.testing.assert_array_equal(a.prototypes_, b.prototypes_)
-    from probewarp.baker.errors import InputError
+    from probewarp.format.errors import InputError
     with pytest.raises(InputError, match="n_prototypes"):
         ProbeCodec(n_prototypes=1000).fit(g, faces)
     with pytest.raises(InputError, match="multiple"):

@@ -115,10 +115,10 @@ def test_gl_decode_against_naive_oracle(gl, tmp_path):
 
 
 def test_gl_decode_rejects_scattered(gl, tmp_path):
-    from probewarp.baker.errors import InputError
+    from probewarp.format.errors import InputError
     from probewarp.runtime.decode import decode_gl
     path, pages, meta = make_archive(tmp_path / "a.pwa")
-    from probewarp.baker.archive import write_archive
+    from probewarp.format.archive import write_archive
     meta = dict(meta)
     meta.pop("grid")
     for pg in pages:

@@ -3,9 +3,9 @@ and the archive's hash section (written, checksummed, rebuilt for version 1)."""
 import numpy as np
 import pytest
 
-from probewarp.baker import spatialhash as sh
-from probewarp.baker.archive import ArchiveReader
-from probewarp.baker.errors import InputError
+from probewarp.format import spatialhash as sh
+from probewarp.format.archive import ArchiveReader
+from probewarp.format.errors import InputError
 from synth import make_archive
 
 
@@ -133,7 +133,7 @@ def test_version1_dense_archive_still_reads(tmp_path):
     import json
     import struct
     import zlib
-    from probewarp.baker import archive as A
+    from probewarp.format import archive as A
     from probewarp.baker.bake import Decoder
     path, pages, meta = make_archive(tmp_path / "a.pwa", page_probes=16)
     with ArchiveReader(path) as ar:

@@ -1,5 +1,5 @@
 """The SH baseline in GLSL (shaders/sh_eval.glsl, shaders/sh_decode.cs,
-probewarp.runtime.sh) against the CPU baseline (baker/baselines.py).
+probewarp.baselines.sh_gl) against the CPU baseline (baker/baselines.py).
 
 - The polynomial basis against ``real_sh_basis`` (float64) at random
   directions, the axes and the cube diagonals, orders 0..6.
@@ -42,11 +42,11 @@ import shutil
 import numpy as np
 import pytest
 
-from probewarp.baker.baselines import SphericalHarmonics, real_sh_basis, sh_count
-from probewarp.baker.errors import InputError
+from probewarp.baselines.baselines import SphericalHarmonics, real_sh_basis, sh_count
+from probewarp.format.errors import InputError
 from probewarp.baker.metrics import inverse_tonemap, tonemap
 from probewarp.runtime import shaders
-from probewarp.runtime.sh import MAX_SH_ORDER, SHGridDecoderGL
+from probewarp.baselines.sh_gl import MAX_SH_ORDER, SHGridDecoderGL
 
 from naive import naive_all_directions
 

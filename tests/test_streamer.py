@@ -106,7 +106,7 @@ def test_update_never_waits_on_a_slow_disk(gl, big_field):
 
 
 def test_corrupt_page_is_reported_and_absent(gl, tmp_path):
-    from probewarp.baker.archive import ArchiveReader
+    from probewarp.format.archive import ArchiveReader
     from probewarp.runtime.streamer import Streamer
     path, _, _ = make_archive(tmp_path / "a.pwa", page_probes=16, seed=2)
     with ArchiveReader(path) as ar:

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from probewarp.baker import texformats as tf
+from probewarp.format import texformats as tf
 
 
 def test_rgb9e5_reference_values_and_precision():

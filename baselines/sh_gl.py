@@ -1,7 +1,7 @@
 """The spherical-harmonics baseline as a GL decoder (``shaders/sh_decode.cs``).
 
 :class:`SHGridDecoderGL` decodes a regular grid of SH light probes (the
-coefficients :class:`probewarp.baker.baselines.SphericalHarmonics` fits) into
+coefficients :class:`probewarp.baselines.baselines.SphericalHarmonics` fits) into
 cubemaps at query positions, the way the users' engines evaluated their SH
 probes: trilinear blend of the 8 surrounding probes' coefficients, then a
 trig-free polynomial basis (``shaders/sh_eval.glsl``) per texel. It exists so
@@ -29,9 +29,9 @@ from __future__ import annotations
 import numpy as np
 import moderngl
 
-from probewarp.baker import config
-from probewarp.baker.baselines import DOMAINS, _grid_axes, sh_count
-from probewarp.baker.errors import InputError
+from probewarp.format import constants
+from probewarp.baselines.baselines import DOMAINS, _grid_axes, sh_count
+from probewarp.format.errors import InputError
 from probewarp.runtime import shaders as _shaders
 from probewarp.runtime.gl import CubemapArray, _call, _gl, check_gl_error
 
@@ -120,7 +120,7 @@ class SHGridDecoderGL:
                 "PW_SH_ORDER": L,
                 "PW_SH_GATHER_PER_TEXEL": self._gather,
                 "PW_SH_DOMAIN_TONEMAP": domain == "tonemap",
-                "PW_TONEMAP_GAMMA": float(config.TONEMAP_GAMMA),
+                "PW_TONEMAP_GAMMA": float(constants.TONEMAP_GAMMA),
                 "PW_TONEMAP_Y_MAX": float(TONEMAP_Y_MAX),
                 "LOCAL_SIZE": LOCAL_SIZE,
             })

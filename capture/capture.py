@@ -1,4 +1,4 @@
-"""Probe capture: render HDR cubemaps of a :class:`~probewarp.runtime.scene.Scene`.
+"""Probe capture: render HDR cubemaps of a :class:`~probewarp.capture.scene.Scene`.
 
 Output is linear radiance in the layout of DESIGN-NOTES §1, ``(P, 6, R, R, 3)``
 float32, rendered at ``R * supersample`` and box-filtered down with
@@ -57,7 +57,7 @@ import moderngl
 from probewarp.baker.cubemap import MAJOR, U_AXIS, V_AXIS, downsample_box
 from probewarp.baker.probeset import ProbeSet
 from probewarp.runtime import shaders as _shaders
-from probewarp.runtime.scene import Scene
+from probewarp.capture.scene import Scene
 
 #: ``GL_CLIP_DISTANCE0`` (``+ i`` for plane i).
 GL_CLIP_DISTANCE0 = 0x3000

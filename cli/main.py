@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from probewarp.baker import config
-from probewarp.baker.errors import InputError, ProbewarpError
+from probewarp.format import errors
+from probewarp.format.errors import InputError, ProbewarpError
 
 EPILOG = """exit codes: 0 ok, 2 usage error, 3 bad input (nothing is written), 4 runtime failure.
 Conventions (cubemap faces, probe-set layout, warp, metrics): see README and docs/."""
@@ -51,7 +51,7 @@ def _fmt_summary(summary: dict) -> str:
 # ---------------------------------------------------------------------------
 
 def _load_scene(spec: str, seed: int):
-    from probewarp.runtime.scene import Scene
+    from probewarp.capture.scene import Scene
     if spec == "builtin":
         return Scene.builtin(seed=seed)
     if not spec.startswith("builtin:") and not Path(spec).exists():
@@ -60,7 +60,7 @@ def _load_scene(spec: str, seed: int):
 
 
 def cmd_capture(args) -> int:
-    from probewarp.runtime.capture import capture_grid
+    from probewarp.capture.capture import capture_grid
     scene = _load_scene(args.scene, args.seed)
     lo, hi = args.lo, args.hi
     if lo is None or hi is None:
@@ -79,7 +79,7 @@ def cmd_capture(args) -> int:
     probes.save(args.output)
     print(f"captured {probes.n_probes} probes at R={probes.resolution} in {dt:.1f} s "
           f"({probes.n_probes / max(dt, 1e-9):.0f} probes/s) -> {args.output}")
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def cmd_import(args) -> int:
@@ -93,7 +93,7 @@ def cmd_import(args) -> int:
     if report is not None:
         print(report.summary())
     print(f"imported {probes.n_probes} probes at R={probes.resolution} -> {args.output}")
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def cmd_export(args) -> int:
@@ -102,7 +102,7 @@ def cmd_export(args) -> int:
     probes = ProbeSet.load(args.input)
     export_exr_folder(probes, args.output, layout=args.layout)
     print(f"wrote {probes.n_probes} EXR files ({args.layout}) and positions.csv -> {args.output}")
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def _load_probes(path, sanitize: bool):
@@ -121,12 +121,12 @@ def cmd_bake(args) -> int:
     if srep is not None:
         print(srep.summary())
     _bake_and_report(probes, out, args)
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def _bake_and_report(probes, out: Path, args) -> dict:
     """Bake, write the archive, score it by decoding it, write report and plots."""
-    from probewarp.baker.archive import write_archive
+    from probewarp.format.archive import write_archive
     from probewarp.baker.bake import Decoder, archive_meta, bake
     from probewarp.baker import report as rep
 
@@ -206,7 +206,7 @@ def cmd_decode(args) -> int:
     from probewarp.baker.probeset import ProbeSet
     ProbeSet(positions=pos.astype(np.float32), faces=faces).save(args.output)
     print(f"decoded {len(pos)} positions at R={faces.shape[2]} ({args.backend}) -> {args.output}")
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def cmd_compare(args) -> int:
@@ -216,13 +216,13 @@ def cmd_compare(args) -> int:
                  seed=args.seed, heldout=not args.no_heldout,
                  super_resolution=not args.no_super_resolution)
     print(f"\nwrote {Path(args.out) / 'compare.json'} and {Path(args.out) / 'compare.png'}")
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def _run_compare(probes, out: Path, label: str, **kw) -> dict:
     """Run :func:`compare` with a progress bar; write OUT/compare.json and
     compare.png; print the table."""
-    from probewarp.baker import compare as cmp
+    from probewarp.baselines import compare as cmp
     from probewarp.baker.report import write_json
     out.mkdir(parents=True, exist_ok=True)
     # the held-out split and SH grids need a full grid; sparse grids compare as scattered sets
@@ -249,7 +249,7 @@ def cmd_info(args) -> int:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if _is_archive(path):
-        from probewarp.baker.archive import ArchiveReader
+        from probewarp.format.archive import ArchiveReader
         with ArchiveReader(path) as ar:
             summary = ar.summary()
     else:
@@ -260,7 +260,7 @@ def cmd_info(args) -> int:
     else:
         print(f"{path}:")
         print(_fmt_summary(summary))
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def cmd_validate(args) -> int:
@@ -268,11 +268,11 @@ def cmd_validate(args) -> int:
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if _is_archive(path):
-        from probewarp.baker.archive import ArchiveReader
+        from probewarp.format.archive import ArchiveReader
         with ArchiveReader(path) as ar:
             ar.validate()
         print(f"{path}: ok")
-        return config.EXIT_OK
+        return errors.EXIT_OK
     from probewarp.baker.probeset import ProbeSet
     probes = ProbeSet.load(path, validate=False)
     if args.sanitize:
@@ -285,13 +285,13 @@ def cmd_validate(args) -> int:
     else:
         probes.validate(name=str(path))
         print(f"{path}: ok ({probes.n_probes} probes, R={probes.resolution})")
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 def cmd_demo(args) -> int:
     """The main job on the built-in scene: capture, bake, score, compare."""
-    from probewarp.runtime.capture import capture_grid
-    from probewarp.runtime.scene import Scene
+    from probewarp.capture.capture import capture_grid
+    from probewarp.capture.scene import Scene
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     scene = Scene.builtin(seed=args.seed)
@@ -312,11 +312,11 @@ def cmd_demo(args) -> int:
     print("2/3 bake")
     _bake_and_report(probes, out / "probes.pwa", bake_args)
     if args.no_compare:
-        return config.EXIT_OK
+        return errors.EXIT_OK
     _run_compare(probes, out, "3/3 compare", n_prototypes=args.prototypes, n_taps=args.taps,
                  n_iter=args.iterations, seed=args.seed)
     print(f"\nwrote {out}/: probes.npz, probes.pwa (+ report and plots), compare.json, compare.png")
-    return config.EXIT_OK
+    return errors.EXIT_OK
 
 
 # ---------------------------------------------------------------------------
@@ -457,21 +457,21 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args))
     except InputError as e:
         _err(str(e))
-        return config.EXIT_BAD_INPUT
+        return errors.EXIT_BAD_INPUT
     except FileNotFoundError as e:
         _err(f"{e.filename}: no such file")
-        return config.EXIT_BAD_INPUT
+        return errors.EXIT_BAD_INPUT
     except KeyboardInterrupt:
         _err("interrupted")
-        return config.EXIT_RUNTIME
+        return errors.EXIT_RUNTIME
     except ProbewarpError as e:
         _err(str(e))
-        return config.EXIT_RUNTIME
+        return errors.EXIT_RUNTIME
     except Exception as e:  # anything unexpected is a runtime failure, with its cause
         _err(f"{type(e).__name__}: {e}")
         if "PROBEWARP_DEBUG" in __import__("os").environ:
             raise
-        return config.EXIT_RUNTIME
+        return errors.EXIT_RUNTIME
 
 
 if __name__ == "__main__":

@@ -53,8 +53,8 @@ from pathlib import Path
 import lz4.frame
 import numpy as np
 
-from . import spatialhash, texformats
-from .errors import InputError
+from probewarp.format import spatialhash, texformats
+from probewarp.format.errors import InputError
 
 MAGIC = b"PWARCH\x00\x01"
 VERSION = 2

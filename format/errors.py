@@ -17,3 +17,10 @@ class InputError(ProbewarpError, ValueError):
 class RuntimeFailure(ProbewarpError, RuntimeError):
     """The work could not be done although the input was valid (GL context,
     disk full, a worker died ...)."""
+
+
+# Exit codes of the command line (README "Command line").
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_BAD_INPUT = 3
+EXIT_RUNTIME = 4

@@ -26,7 +26,7 @@ Notes
 -----
 - Byte counts are payload only: no container header, no per-set constants
   (order, R, domain), which are a few bytes for the whole set.
-- fp16 stores clip to +-65504 (:data:`config.FP16_MAX`) rather than overflow.
+- fp16 stores clip to +-65504 (:data:`constants.FP16_MAX`) rather than overflow.
 - Linear-domain decodes are not clamped at 0 (SH rings negative); the metric
   clamps with ``max(v, 0)`` as a renderer would.
 - Nothing here streams: a fit holds the set as ``(P, 6 R^2 3)`` float32/64
@@ -43,10 +43,10 @@ import scipy.sparse
 import scipy.sparse.linalg
 from scipy.spatial import cKDTree
 
-from . import config
-from .cubemap import texel_directions, texel_weights
-from .errors import InputError
-from .metrics import inverse_tonemap, tonemap
+from probewarp.format import constants
+from probewarp.baker.cubemap import texel_directions, texel_weights
+from probewarp.format.errors import InputError
+from probewarp.baker.metrics import inverse_tonemap, tonemap
 
 __all__ = ["SphericalHarmonics", "PCA", "VectorQuantizer", "real_sh_basis", "sh_count",
            "neighbour_blend", "split_heldout", "DOMAINS"]
@@ -95,7 +95,7 @@ BLEND_FALLBACK_K = 32
 
 def _fp16(a: np.ndarray) -> np.ndarray:
     """Round to what an fp16 store holds (clipped to +-FP16_MAX): float16."""
-    return np.clip(a, -config.FP16_MAX, config.FP16_MAX).astype(np.float16)
+    return np.clip(a, -constants.FP16_MAX, constants.FP16_MAX).astype(np.float16)
 
 
 def _index_bytes(n_values: int) -> int:
@@ -835,7 +835,7 @@ def neighbour_blend(train_positions, train_faces, grid_shape, lo, hi, query_posi
     # known probes -> flat grid index
     g = (tp - lo) / step
     gi = np.rint(g)
-    tol = config.GRID_POSITION_REL_TOL * max(1.0, float(np.max(shape)))
+    tol = constants.GRID_POSITION_REL_TOL * max(1.0, float(np.max(shape)))
     off = np.abs(g - gi).max(axis=1) > tol
     if off.any() or (gi < 0).any() or (gi > shape - 1).any():
         bad = np.flatnonzero(off | (gi < 0).any(axis=1) | (gi > shape - 1).any(axis=1))

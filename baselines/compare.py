@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import baselines as B
-from .archive import write_archive
-from .bake import Decoder, archive_meta, bake
-from .metrics import QualityAccumulator
+from probewarp.baselines import baselines as B
+from probewarp.format.archive import write_archive
+from probewarp.baker.bake import Decoder, archive_meta, bake
+from probewarp.baker.metrics import QualityAccumulator
 
 
 def _score(ref, test) -> dict:

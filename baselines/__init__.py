@@ -1,0 +1,1 @@
+"""probewarp.baselines: what users had before (SH, PCA, VQ, neighbour blending), the GL SH decoder, and compare."""

@@ -1,0 +1,1 @@
+"""probewarp.cli: the ``probewarp`` command line (parses arguments, calls the library, prints)."""
