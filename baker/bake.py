@@ -28,33 +28,25 @@ from probewarp.baker import kernels as K
 from probewarp.format import spatialhash
 from probewarp.format.archive import ArchiveReader, Page, build_hash
 from probewarp.format.errors import InputError
+from probewarp.format.grid import Grid
 from probewarp.baker.metrics import QualityAccumulator, inverse_tonemap
 from probewarp.baker.prototypes import ProbeCodec, from_domain, sub_directions
 
 
-def split_pages(positions: np.ndarray, page_probes: int, grid_shape=None) -> list[np.ndarray]:
+def split_pages(positions: np.ndarray, page_probes: int, grid: Grid | None = None) -> list[np.ndarray]:
     """Spatial bricks of about ``page_probes`` probes: list of index arrays.
 
-    Grid sets are cut into bricks of whole grid cells (same brick shape
-    everywhere); scattered sets by recursive median splits along the longest
+    Dense grid sets (``grid``, a dense :class:`~probewarp.format.grid.Grid`)
+    are cut into bricks of whole grid cells (:meth:`Grid.bricks`); other sets by recursive median splits along the longest
     axis. One page when ``page_probes >= P``.
     """
     P = positions.shape[0]
     if page_probes >= P:
         return [np.arange(P)]
-    if grid_shape is not None:
-        shape = np.array(grid_shape, int)
-        n_bricks = int(np.ceil(P / page_probes))
-        # brick counts per axis roughly proportional to the grid's extent
-        b = np.ones(3, int)
-        while np.prod(b) < n_bricks:
-            ax = int(np.argmax(shape / b))
-            b[ax] += 1
-        edge = np.ceil(shape / b).astype(int)
-        ijk = np.stack(np.unravel_index(np.arange(P), tuple(shape)), axis=1)
-        key = ijk // edge
-        key = (key[:, 0] * b[1] + key[:, 1]) * b[2] + key[:, 2]
-        return [np.flatnonzero(key == k) for k in np.unique(key)]
+    if grid is not None and grid.dense:
+        if grid.n_points != P:
+            raise ValueError(f"a dense grid of {grid.n_points} points holds {P} probes")
+        return grid.bricks(page_probes)
     out, stack = [], [np.arange(P)]
     while stack:
         ids = stack.pop()
@@ -70,7 +62,7 @@ def split_pages(positions: np.ndarray, page_probes: int, grid_shape=None) -> lis
 
 
 def bake(positions, faces, *, n_prototypes=256, n_taps=4, prototype_res=None, page_probes=16384,
-         grid_shape=None, seed=0, progress=None, **codec_kw):
+         grid: Grid | None = None, seed=0, progress=None, **codec_kw):
     """Fit every page.
 
     Parameters
@@ -85,7 +77,7 @@ def bake(positions, faces, *, n_prototypes=256, n_taps=4, prototype_res=None, pa
     report : dict (per-page history, seconds, parameters)
     """
     positions = np.asarray(positions, np.float64)
-    groups = split_pages(positions, page_probes, grid_shape)
+    groups = split_pages(positions, page_probes, grid)
     pages, histories = [], []
     t0 = time.perf_counter()
     for p, ids in enumerate(groups):
@@ -94,13 +86,7 @@ def bake(positions, faces, *, n_prototypes=256, n_taps=4, prototype_res=None, pa
         codec = ProbeCodec(n_prototypes=M, n_taps=n_taps, prototype_res=prototype_res, seed=seed + p,
                            progress=cb, **codec_kw)
         codec.fit(positions[ids], np.asarray(faces[ids]))
-        brick = None
-        if grid_shape is not None:
-            ijk = np.stack(np.unravel_index(ids, tuple(grid_shape)), axis=1)
-            b_lo, b_shape = ijk.min(axis=0), ijk.max(axis=0) - ijk.min(axis=0) + 1
-            if int(np.prod(b_shape)) != ids.size:
-                raise ValueError("internal: a grid page is not a whole brick")
-            brick = (tuple(int(v) for v in b_lo), tuple(int(v) for v in b_shape))
+        brick = grid.brick_of(ids) if grid is not None and grid.dense else None
         pages.append(Page(centres=codec.centres_, radii=codec.radii_, prototypes=codec.prototypes_,
                           probe_ids=ids.astype(np.int64), positions=positions[ids],
                           indices=codec.indices_, weights=codec.weights_, brick=brick))
@@ -159,8 +145,7 @@ class Decoder:
         #: probe id of (page, local): _page_ids[_page_first[page] + local]
         self._page_first = np.cumsum([0] + [pg.probe_ids.size for pg in pages])
         self._page_ids = np.concatenate([pg.probe_ids for pg in pages]).astype(np.int64)
-        grid = meta.get("grid")
-        self.grid = None if grid is None else {k: np.asarray(v) for k, v in grid.items()}
+        self.grid = Grid.from_meta(meta)
         self.hash = table
         self._tree = None
 
@@ -173,7 +158,8 @@ class Decoder:
         """
         q = np.asarray(q, np.float64)
         if self.grid is not None:
-            rec, w = spatialhash.corner_records(q, self.grid, *self.hash)
+            ijk, w = self.grid.corners(q)
+            rec = spatialhash.lookup(*self.hash, self.grid.keys(ijk))
             present = rec != spatialhash.EMPTY
             page, local = spatialhash.split_record(np.where(present, rec, 0))
             if resident is not None:
@@ -242,16 +228,15 @@ class Decoder:
         return acc
 
 
-def archive_meta(n_probes: int, report: dict, grid_shape=None, lo=None, hi=None, dense=True) -> dict:
-    """The archive metadata of a bake (see :mod:`.archive`); ``dense`` False for a
-    sparse grid (probes on some lattice points only)."""
+def archive_meta(n_probes: int, report: dict, grid: Grid | None = None) -> dict:
+    """The archive metadata of a bake (see :mod:`probewarp.format.archive`); ``grid``
+    the set's lattice (dense or sparse), None for a scattered set."""
     meta = {"n_probes": int(n_probes), "probe_res": int(report["probe_res"]),
             "prototype_res": int(report["prototype_res"]), "n_taps": int(report["n_taps"]),
             "texel_format": report["texel_format"], "domain": report["domain"],
             "warp_miss_rule": "closest-approach", "weight_encoding": "u8/128",
-            "interpolation": ("trilinear" if dense else "trilinear-present-corners")
-            if grid_shape is not None else "inverse-distance-8"}
-    if grid_shape is not None:
-        meta["grid"] = {"shape": [int(v) for v in grid_shape], "lo": [float(v) for v in lo],
-                        "hi": [float(v) for v in hi], "dense": bool(dense)}
+            "interpolation": ("trilinear" if grid.dense else "trilinear-present-corners")
+            if grid is not None else "inverse-distance-8"}
+    if grid is not None:
+        meta["grid"] = grid.to_meta()
     return meta

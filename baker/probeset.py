@@ -50,6 +50,7 @@ from probewarp.baker import config
 
 from probewarp.format import constants
 from probewarp.format.errors import InputError
+from probewarp.format.grid import Grid
 
 #: Radiance dtypes a probe set may hold.
 FACES_DTYPES = (np.dtype(np.float16), np.dtype(np.float32))
@@ -315,14 +316,12 @@ class LazyFaces:
 # ---------------------------------------------------------------------------
 
 def _grid_positions64(lo, hi, n) -> np.ndarray:
+    """:meth:`Grid.positions` of broadcast ``lo``, ``hi``, ``n`` (ValueError for counts < 1)."""
     n = np.broadcast_to(np.asarray(n, dtype=np.int64), (3,))
-    lo = np.broadcast_to(np.asarray(lo, dtype=np.float64), (3,))
-    hi = np.broadcast_to(np.asarray(hi, dtype=np.float64), (3,))
     if np.any(n < 1):
         raise ValueError(f"grid counts must be >= 1, got {n.tolist()}")
-    axes = [np.linspace(lo[i], hi[i], int(n[i])) for i in range(3)]
-    g = np.meshgrid(*axes, indexing="ij")
-    return np.stack([a.ravel() for a in g], axis=-1)
+    return Grid(n, np.broadcast_to(np.asarray(lo, np.float64), (3,)),
+                np.broadcast_to(np.asarray(hi, np.float64), (3,))).positions()
 
 
 def _as_grid_shape(g):
@@ -418,6 +417,19 @@ class ProbeSet:
         if self.grid_shape is None:
             return None
         return int(np.prod(self.grid_shape)) == self.n_probes
+
+    @property
+    def lattice(self) -> Grid | None:
+        """The set's :class:`~probewarp.format.grid.Grid` (dense or sparse), or None
+        for a scattered set. A dense grid stored without ``lo``/``hi`` takes them
+        from its first and last probe (validate first: this trusts the fields)."""
+        if self.grid_shape is None:
+            return None
+        lo, hi = self.lo, self.hi
+        if lo is None or hi is None:
+            lo, hi = self.positions[0], self.positions[-1]
+        return Grid.checked(self.grid_shape, lo, hi, dense=bool(self.grid_dense),
+                            where=f"{self.source or 'probe set'}: field grid_shape")
 
     @property
     def n_probes(self) -> int:
@@ -883,7 +895,7 @@ def _check_sparse_grid(ps: ProbeSet, src: str) -> None:
                    f"{ps.n_probes} probes; read as a sparse grid (lo {lo.tolist()}, hi {hi.tolist()}), "
                    f"position {pos[i].tolist()} is not one of its lattice points ({bad.size} probes off)",
                    probe=i, field="grid_shape")
-    lin = (ijk[:, 0] * gs[1] + ijk[:, 1]) * gs[2] + ijk[:, 2]
+    lin = Grid(gs, lo, hi, dense=False).ids_of(ijk)
     uniq, first, counts = np.unique(lin, return_index=True, return_counts=True)
     if (counts > 1).any():
         c = int(np.flatnonzero(counts > 1)[0])

@@ -46,6 +46,7 @@ from scipy.spatial import cKDTree
 from probewarp.format import constants
 from probewarp.baker.cubemap import texel_directions, texel_weights
 from probewarp.format.errors import InputError
+from probewarp.format.grid import Grid
 from probewarp.baker.metrics import inverse_tonemap, tonemap
 
 __all__ = ["SphericalHarmonics", "PCA", "VectorQuantizer", "real_sh_basis", "sh_count",
@@ -745,20 +746,6 @@ class VectorQuantizer(_Baseline):
 # 4. held-out baseline: blend the known neighbours
 # =============================================================================
 
-def _grid_axes(grid_shape, lo, hi):
-    shape = np.asarray(grid_shape, dtype=np.int64).reshape(-1)
-    lo = np.asarray(lo, dtype=np.float64).reshape(-1)
-    hi = np.asarray(hi, dtype=np.float64).reshape(-1)
-    if shape.shape != (3,) or lo.shape != (3,) or hi.shape != (3,) or (shape < 1).any():
-        raise InputError(f"grid_shape, lo, hi must be (3,) with grid_shape >= 1, got "
-                         f"{shape.tolist()}, {lo.tolist()}, {hi.tolist()}")
-    if ((shape > 1) & ~(hi > lo)).any():
-        raise InputError(f"hi must exceed lo along every axis with more than one probe: "
-                         f"lo {lo.tolist()}, hi {hi.tolist()}")
-    step = np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
-    return shape, lo, step
-
-
 def split_heldout(grid_shape) -> tuple[np.ndarray, np.ndarray]:
     """Checkerboard split of a regular grid into baked and held-out halves.
 
@@ -778,9 +765,7 @@ def split_heldout(grid_shape) -> tuple[np.ndarray, np.ndarray]:
     shape = np.asarray(grid_shape, dtype=np.int64).reshape(-1)
     if shape.shape != (3,) or (shape < 1).any():
         raise InputError(f"grid_shape must be 3 positive ints, got {shape.tolist()}")
-    ix, iy, iz = np.meshgrid(*(np.arange(n) for n in shape), indexing="ij")
-    parity = ((ix + iy + iz) % 2).reshape(-1)
-    return np.flatnonzero(parity == 0).astype(np.int64), np.flatnonzero(parity == 1).astype(np.int64)
+    return Grid(shape, np.zeros(3), np.maximum(shape - 1, 0).astype(np.float64)).checkerboard()
 
 
 def neighbour_blend(train_positions, train_faces, grid_shape, lo, hi, query_positions) -> np.ndarray:
@@ -830,7 +815,8 @@ def neighbour_blend(train_positions, train_faces, grid_shape, lo, hi, query_posi
         raise InputError(f"train_positions must be ({tf.shape[0]}, 3) with Pt >= 1, got {tp.shape}")
     if qp.ndim != 2 or qp.shape[1] != 3:
         raise InputError(f"query_positions must be (Q, 3), got {qp.shape}")
-    shape, lo, step = _grid_axes(grid_shape, lo, hi)
+    g = Grid.checked(grid_shape, lo, hi, where="neighbour_blend")
+    shape, lo, step = g.shape_array, g.lo, g.step
 
     # known probes -> flat grid index
     g = (tp - lo) / step

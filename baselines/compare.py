@@ -36,10 +36,9 @@ def _score(ref, test) -> dict:
 
 def _probewarp(positions, faces, grid, tmp, name, query=None, query_ref=None, **kw):
     t0 = time.perf_counter()
-    shape, lo, hi = grid if grid is not None else (None, None, None)
-    pages, rep = bake(positions, faces, page_probes=max(1, positions.shape[0]), grid_shape=shape, **kw)
+    pages, rep = bake(positions, faces, page_probes=max(1, positions.shape[0]), grid=grid, **kw)
     path = Path(tmp) / f"{abs(hash(name))}.pwa"
-    size = write_archive(path, archive_meta(positions.shape[0], rep, shape, lo, hi), pages)
+    size = write_archive(path, archive_meta(positions.shape[0], rep, grid), pages)
     secs = time.perf_counter() - t0
     dec = Decoder(path)
     q = positions if query is None else query
@@ -69,7 +68,7 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
     ----------
     positions : (P, 3) float
     faces : (P, 6, R, R, 3) float linear radiance
-    grid : (shape, lo, hi) or None; the held-out test needs a grid
+    grid : :class:`~probewarp.format.grid.Grid` (dense) or None; the held-out test needs one
     super_resolution : bool
         Include the Rp = 2R ablation (the slowest row) when Rp defaults to R.
     progress : callable(str) or None, called before each method
@@ -118,8 +117,7 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
 
         held = None
         if heldout and grid is not None:
-            shape, lo, hi = grid
-            train, test = B.split_heldout(shape)
+            train, test = grid.checkerboard()
             say("held-out: probewarp")
             pw = _probewarp(positions[train], faces[train], None, tmp, "probewarp (baked on the other half)",
                             query=positions[test], query_ref=faces[test],
@@ -127,7 +125,7 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
             pw["bytes_per_probe"] = None
             say("held-out: neighbour blend")
             t0 = time.perf_counter()
-            nb = B.neighbour_blend(positions[train], faces[train], shape, lo, hi, positions[test])
+            nb = B.neighbour_blend(positions[train], faces[train], grid.shape, grid.lo, grid.hi, positions[test])
             s = _score(faces[test], nb)
             held = [pw, {"method": "blend of uncompressed neighbours", "family": "neighbour blend",
                          "bytes_per_probe": None, "psnr_db": s["psnr_db"], "log_rmse": s["log_rmse"],

@@ -30,7 +30,8 @@ import numpy as np
 import moderngl
 
 from probewarp.format import constants
-from probewarp.baselines.baselines import DOMAINS, _grid_axes, sh_count
+from probewarp.baselines.baselines import DOMAINS, sh_count
+from probewarp.format.grid import Grid
 from probewarp.format.errors import InputError
 from probewarp.runtime import shaders as _shaders
 from probewarp.runtime.gl import CubemapArray, _call, _gl, check_gl_error
@@ -97,7 +98,8 @@ class SHGridDecoderGL:
             raise InputError("coeffs hold non-finite values")
         if domain not in DOMAINS:
             raise ValueError(f"domain must be one of {DOMAINS}, got {domain!r}")
-        shape, lo64, step = _grid_axes(grid_shape, lo, hi)
+        g = Grid.checked(grid_shape, lo, hi, where="SHGridDecoderGL")
+        shape, lo64, step = g.shape_array, g.lo, g.step
         if int(np.prod(shape)) != c.shape[0]:
             raise InputError(f"grid_shape {shape.tolist()} holds {int(np.prod(shape))} probes, "
                              f"coeffs has {c.shape[0]}")

@@ -54,7 +54,7 @@ def main():
     probes = ProbeSet.load(cache)
     faces = probes.faces_array(np.float32)
     t0 = time.perf_counter()
-    result = cmp.compare(probes.positions, faces, grid=(probes.grid_shape, probes.lo, probes.hi),
+    result = cmp.compare(probes.positions, faces, grid=probes.lattice,
                          n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations,
                          progress=lambda name: print(f"[{time.perf_counter() - t0:7.1f} s] {name}", flush=True))
     result["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),

@@ -83,11 +83,11 @@ def probes_and_archive(args, log):
         faces = probes.faces_array(np.float32)
         t0 = time.perf_counter()
         pages, report = bake(probes.positions, faces, n_prototypes=args.prototypes, n_taps=args.taps,
-                             page_probes=max(probes.n_probes, 1), grid_shape=probes.grid_shape,
+                             page_probes=max(probes.n_probes, 1), grid=probes.lattice,
                              seed=args.seed, n_iter=args.iterations, domain="tonemap",
                              texel_format="rgba16f")
         info["bake_s"] = time.perf_counter() - t0
-        meta = archive_meta(probes.n_probes, report, probes.grid_shape, probes.lo, probes.hi, dense=True)
+        meta = archive_meta(probes.n_probes, report, probes.lattice)
         tmp = archive.with_name(archive.name + ".part")
         write_archive(tmp, meta, pages)
         os.replace(tmp, archive)

@@ -141,15 +141,12 @@ def _bake_and_report(probes, out: Path, args) -> dict:
             bar.update(1)
         pages, report = bake(probes.positions, faces, n_prototypes=args.prototypes, n_taps=args.taps,
                              prototype_res=args.prototype_res, page_probes=args.page_probes,
-                             grid_shape=probes.grid_shape if probes.grid_dense else None,
+                             grid=probes.lattice,
                              seed=args.seed, progress=progress,
                              n_iter=args.iterations, domain=args.domain, warp=not args.no_warp,
                              texel_format=args.format)
     bake_s = time.perf_counter() - t0
-    lo, hi = probes.lo, probes.hi
-    if probes.grid_shape is not None and lo is None:
-        lo, hi = probes.positions[0], probes.positions[-1]
-    meta = archive_meta(P, report, probes.grid_shape, lo, hi, dense=bool(probes.grid_dense))
+    meta = archive_meta(P, report, probes.lattice)
     size = write_archive(out, meta, pages)
     # the published numbers come from decoding the archive as written
     t1 = time.perf_counter()
@@ -226,7 +223,7 @@ def _run_compare(probes, out: Path, label: str, **kw) -> dict:
     from probewarp.baker.report import write_json
     out.mkdir(parents=True, exist_ok=True)
     # the held-out split and SH grids need a full grid; sparse grids compare as scattered sets
-    grid = (probes.grid_shape, probes.lo, probes.hi) if probes.grid_dense else None
+    grid = probes.lattice if probes.grid_dense else None
     with _progress(label, None, unit="method") as bar:
         def progress(name):
             bar.set_postfix_str(name)

@@ -55,6 +55,7 @@ import numpy as np
 
 from probewarp.format import spatialhash, texformats
 from probewarp.format.errors import InputError
+from probewarp.format.grid import Grid
 
 MAGIC = b"PWARCH\x00\x01"
 VERSION = 2
@@ -87,40 +88,21 @@ class Page:
     brick: tuple | None = None   # ((i0, j0, k0), (ni, nj, nk)) for grid sets
 
 
-def grid_brick_ids(grid: dict, brick) -> tuple[np.ndarray, np.ndarray]:
-    """Global ids and positions of a grid brick's probes, in grid order."""
-    shape = np.asarray(grid["shape"], int)
-    lo_b, sh_b = (np.asarray(v, int) for v in brick)
-    ijk = np.stack(np.meshgrid(*[np.arange(a, a + n) for a, n in zip(lo_b, sh_b)], indexing="ij"), -1).reshape(-1, 3)
-    if (ijk.max(axis=0, initial=0) >= shape).any() if ijk.size else False:
-        raise InputError(f"brick {brick} lies outside the grid {tuple(shape)}")
-    lo = np.asarray(grid["lo"], np.float64)
-    return np.ravel_multi_index(ijk.T, tuple(shape)).astype(np.int64), lo + ijk * spatialhash.grid_step(grid)
-
-
 def implicit_ids(meta: dict) -> bool:
     """True when pages are bricks of a dense grid (ids and positions not stored)."""
     grid = meta.get("grid")
     return grid is not None and bool(grid.get("dense", True))
 
 
-def lattice_cells(grid: dict, positions: np.ndarray) -> np.ndarray:
-    """Integer lattice cells ``(n, 3)`` of positions that lie on a grid's lattice
-    (rounded to the nearest lattice point)."""
-    shape = np.asarray(grid["shape"], int)
-    u = (np.asarray(positions, np.float64) - np.asarray(grid["lo"], np.float64)) / spatialhash.grid_step(grid)
-    return np.clip(np.rint(u), 0, shape - 1).astype(np.int64)
-
-
 def build_hash(meta: dict, pages) -> tuple[np.ndarray, int]:
     """The spatial hash of a grid set's pages (lattice cell -> page, local index)."""
+    grid = Grid.from_meta(meta)
     keys, recs = [], []
     for p, pg in enumerate(pages):
         n = pg.probe_ids.size
         if n > spatialhash.MAX_PAGE_PROBES:
             raise ValueError(f"page {p} holds {n} probes; pages hold at most {spatialhash.MAX_PAGE_PROBES}")
-        cells = lattice_cells(meta["grid"], pg.positions)
-        keys.append(spatialhash.lattice_key(cells, meta["grid"]["shape"]))
+        keys.append(grid.keys(grid.cells(pg.positions)))
         recs.append(spatialhash.record(np.full(n, p), np.arange(n)))
     keys = np.concatenate(keys) if keys else np.zeros(0, np.uint32)
     if np.unique(keys).size != keys.size:
@@ -144,7 +126,7 @@ def pack_page(page: Page, meta: dict) -> bytes:
     if not implicit_ids(meta):
         parts += [np.ascontiguousarray(page.probe_ids, "<u4").tobytes(),
                   np.ascontiguousarray(page.positions, "<f4").tobytes()]
-    elif page.brick is None or not np.array_equal(grid_brick_ids(meta["grid"], page.brick)[0], page.probe_ids):
+    elif page.brick is None or not np.array_equal(Grid.from_meta(meta).brick_ids(page.brick)[0], page.probe_ids):
         raise ValueError("a page of a grid set must be a whole brick in grid order")
     parts += [np.ascontiguousarray(page.indices).astype(_index_dtype(M)).tobytes(),
               texformats.encode_weights(page.weights).tobytes()]
@@ -157,7 +139,7 @@ def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str, brick=None) 
     if implicit_ids(meta):
         if brick is None or int(np.prod(brick[1])) != n:
             raise InputError(f"{where}: field brick: {brick} does not hold {n} probes")
-        out["probe_ids"], out["positions"] = grid_brick_ids(meta["grid"], brick)
+        out["probe_ids"], out["positions"] = Grid.from_meta(meta).brick_ids(brick)
     return Page(
         centres=out["centres"].astype(np.float64), radii=out["radii"].astype(np.float64),
         prototypes=texformats.decode(out["prototypes"], meta["texel_format"]),
@@ -297,6 +279,7 @@ class ArchiveReader:
         if struct.unpack("<I", mm[m_end:m_end + 4])[0] != zlib.crc32(mb):
             raise InputError(f"{p}: field metadata: checksum mismatch")
         self.meta = json.loads(mb.decode())
+        self.grid = Grid.from_meta(self.meta, where=f"{p}: field grid")
         t_end = table_off + n_pages * PAGE_DTYPE.itemsize
         if table_off != m_end + 4 or t_end + 4 > size:
             raise InputError(f"{p}: truncated: page table runs past the end of the file")
@@ -342,7 +325,7 @@ class ArchiveReader:
             if self.version == 1:
                 pages = []
                 for rec in self.table:
-                    ids, pos = grid_brick_ids(self.meta["grid"], (rec["brick_lo"], rec["brick_shape"]))
+                    ids, pos = self.grid.brick_ids((rec["brick_lo"], rec["brick_shape"]))
                     pages.append(Page(None, None, None, ids, pos, None, None))
                 self._hash = build_hash(self.meta, pages)
             else:

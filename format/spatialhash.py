@@ -46,53 +46,6 @@ def fmix32(key) -> np.ndarray:
     return h.astype(np.uint32)
 
 
-def lattice_key(ijk, shape) -> np.ndarray:
-    """Linear lattice ids (``uint32``) of integer cells ``(..., 3)``; cells
-    outside the lattice give :data:`EMPTY` (never a stored key)."""
-    ijk = np.asarray(ijk, np.int64)
-    shape = np.asarray(shape, np.int64)
-    if int(np.prod(shape)) >= int(EMPTY):
-        raise ValueError(f"lattice {shape.tolist()} has 2^32 - 1 or more points: too large for the hash")
-    inside = np.all((ijk >= 0) & (ijk < shape), axis=-1)
-    key = (ijk[..., 0] * shape[1] + ijk[..., 1]) * shape[2] + ijk[..., 2]
-    return np.where(inside, key, int(EMPTY)).astype(np.uint32)
-
-
-def grid_step(grid: dict) -> np.ndarray:
-    """Lattice spacing per axis of a grid description ``{shape, lo, hi}``; 1 on
-    axes with a single point (where the lattice index is always 0)."""
-    shape = np.asarray(grid["shape"], np.int64)
-    lo, hi = np.asarray(grid["lo"], np.float64), np.asarray(grid["hi"], np.float64)
-    return np.where(shape > 1, (hi - lo) / np.maximum(shape - 1, 1), 1.0)
-
-
-#: Offsets of the 8 corners: corner ``c`` is ``((c>>2)&1, (c>>1)&1, c&1)``, as in GLSL.
-CORNER_OFFSETS = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)])
-
-
-def grid_corners(q, grid: dict):
-    """The 8 lattice cells around each query ``(Q, 8, 3)`` int64 and their
-    trilinear weights ``(Q, 8)`` float64, the query clamped into the grid box;
-    on an axis with one lattice point both offsets name point 0. The twin of
-    GLSL ``pw_find_probes``' corner rule."""
-    q = np.asarray(q, np.float64).reshape(-1, 3)
-    shape = np.asarray(grid["shape"], np.int64)
-    u = np.clip((q - np.asarray(grid["lo"], np.float64)) / grid_step(grid), 0, shape - 1)
-    i0 = np.minimum(np.floor(u).astype(np.int64), np.maximum(shape - 2, 0))
-    f = u - i0
-    o = CORNER_OFFSETS
-    ijk = np.minimum(i0[:, None, :] + o[None], shape - 1)
-    w = np.prod(np.where(o[None] == 1, f[:, None, :], 1 - f[:, None, :]), axis=2)
-    return ijk, w
-
-
-def corner_records(q, grid: dict, table: np.ndarray, max_probe: int):
-    """Records (``(Q, 8)`` uint32, :data:`EMPTY` where no probe) and trilinear
-    weights ``(Q, 8)`` of the 8 lattice corners around each query."""
-    ijk, w = grid_corners(q, grid)
-    return lookup(table, max_probe, lattice_key(ijk, grid["shape"])), w
-
-
 def record(page, local) -> np.ndarray:
     """Pack ``page << 16 | local`` (``uint32``)."""
     page, local = np.asarray(page, np.int64), np.asarray(local, np.int64)

@@ -160,10 +160,10 @@ class Streamer:
         if self.fmt in texformats.BLOCK_FORMATS:   # every level whole 4x4 blocks
             while self.levels > 1 and (self.Rp >> (self.levels - 1)) % 4:
                 self.levels -= 1
-        grid = meta["grid"]
-        self.grid_shape = np.asarray(grid["shape"], np.int64)
-        self.grid_lo = np.asarray(grid["lo"], np.float64)
-        self.grid_step = spatialhash.grid_step(grid)
+        self.grid = self.reader.grid
+        self.grid_shape = self.grid.shape_array
+        self.grid_lo = self.grid.lo
+        self.grid_step = self.grid.step
         self.hash_table, self.hash_max_probe = self.reader.hash()
         diag = np.linalg.norm(table["hi"].astype(np.float64) - table["lo"].astype(np.float64), axis=1)
         self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid_step.max())))
@@ -233,7 +233,8 @@ class Streamer:
     def corner_pages(self, positions) -> np.ndarray:
         """Pages holding the (existing) 8 lattice corners around each position: the
         pages a decode at those positions reads (sorted, unique)."""
-        rec, _ = spatialhash.corner_records(positions, self.meta["grid"], self.hash_table, self.hash_max_probe)
+        ijk, _ = self.grid.corners(positions)
+        rec = spatialhash.lookup(self.hash_table, self.hash_max_probe, self.grid.keys(ijk))
         rec = rec[rec != spatialhash.EMPTY]
         return np.unique(spatialhash.split_record(rec)[0])
 

@@ -11,6 +11,7 @@ import numpy as np
 from probewarp.format import texformats
 from probewarp.format.archive import Page, write_archive
 from probewarp.baker.bake import split_pages
+from probewarp.format.grid import Grid
 from probewarp.baker.cubemap import texel_directions
 from probewarp.baker.probeset import ProbeSet
 
@@ -45,7 +46,7 @@ def make_archive(path, grid_shape=(6, 3, 5), lo=(-5.0, 0.0, -4.0), hi=(5.0, 2.0,
     dense = keep is None
     if dense:
         ids = np.arange(P)
-        groups = split_pages(pos, page_probes, shape)
+        groups = split_pages(pos, page_probes, Grid(shape, lo, hi))
     else:
         mask = keep if isinstance(keep, np.ndarray) else rng.random(P) < float(keep)
         ids = np.flatnonzero(mask)

@@ -9,6 +9,7 @@ from probewarp.format import texformats
 from probewarp.format.archive import ArchiveReader, write_archive
 from probewarp.baker.bake import Decoder, archive_meta, bake, split_pages
 from probewarp.format.errors import InputError
+from probewarp.format.grid import Grid
 from test_prototypes import _field
 import naive
 
@@ -17,9 +18,9 @@ import naive
 def baked(tmp_path_factory):
     g, faces = _field(R=4, n=4)
     pages, rep = bake(g, faces, n_prototypes=6, n_taps=2, prototype_res=8, page_probes=32,
-                      grid_shape=(4, 4, 4), n_iter=1)
+                      grid=Grid((4, 4, 4), g[0], g[-1]), n_iter=1)
     path = tmp_path_factory.mktemp("arch") / "a.pwa"
-    size = write_archive(path, archive_meta(len(g), rep, (4, 4, 4), g[0], g[-1]), pages)
+    size = write_archive(path, archive_meta(len(g), rep, Grid((4, 4, 4), g[0], g[-1])), pages)
     return g, faces, pages, path, size
 
 
@@ -114,7 +115,7 @@ def test_decoder_matches_oracle_between_and_outside_probes(baked):
 
 def test_split_pages_bricks_cover_the_grid():
     g, _ = _field(R=4, n=5)
-    groups = split_pages(g, 30, (5, 5, 5))
+    groups = split_pages(g, 30, Grid((5, 5, 5), g[0], g[-1]))
     allids = np.sort(np.concatenate(groups))
     np.testing.assert_array_equal(allids, np.arange(125))
     assert max(len(a) for a in groups) <= 45

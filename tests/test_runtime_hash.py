@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from probewarp.format import spatialhash as sh
+from probewarp.format.grid import Grid
 from probewarp.format.archive import ArchiveReader
 from probewarp.format.errors import InputError
 from synth import make_archive
@@ -56,7 +57,7 @@ def test_build_rejects_duplicates_and_empty_key():
 def test_lattice_key_order_and_outside():
     shape = (3, 4, 5)
     ijk = np.array([[0, 0, 0], [0, 0, 1], [0, 1, 0], [1, 0, 0], [2, 3, 4], [-1, 0, 0], [0, 4, 0]])
-    assert sh.lattice_key(ijk, shape).tolist() == [0, 1, 5, 20, 59, int(sh.EMPTY), int(sh.EMPTY)]
+    assert Grid(shape, (0, 0, 0), (1, 1, 1)).keys(ijk).tolist() == [0, 1, 5, 20, 59, int(sh.EMPTY), int(sh.EMPTY)]
 
 
 def test_record_roundtrip_and_limits():
@@ -97,7 +98,7 @@ def test_glsl_hash_agrees_with_python(gl, tmp_path, keep):
         shape = np.array(meta["grid"]["shape"])
         ijk = np.stack(np.meshgrid(*[np.arange(-1, n + 1) for n in shape], indexing="ij"), -1).reshape(-1, 3)
         got = _gpu_lookup(gl, s, ijk)
-        keys = sh.lattice_key(ijk, shape)
+        keys = Grid.from_meta(meta).keys(ijk)
         assert got[:, 0].tolist() == keys.tolist()
         inside = keys != sh.EMPTY
         assert got[inside, 1].tolist() == sh.fmix32(keys[inside]).tolist()
