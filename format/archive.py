@@ -1,10 +1,10 @@
 """The probewarp archive (``.pwa``): a versioned, page-based, checksummed file.
 
-Layout, version 2 (all integers little-endian; see docs/FORMAT.md)::
+Layout, version 3 (all integers little-endian; see docs/FORMAT.md)::
 
     offset 0   header, 64 bytes
                magic     8s   b"PWARCH\\x00\\x01"
-               version   u32  2
+               version   u32  3
                flags     u32  0 (reserved)
                meta_len  u64  length of the JSON metadata that follows
                table_off u64  offset of the page table
@@ -22,12 +22,19 @@ Layout, version 2 (all integers little-endian; see docs/FORMAT.md)::
                compressed bytes in its page-table record
 
 Version 1 files (no hash; dense grids or scattered sets) are still read: the
-hash of a dense grid is rebuilt from the page table on opening.
+hash of a dense grid is rebuilt from the page table on opening. Version 1
+and 2 files store level 0 of the prototypes only: :attr:`ArchiveReader.prototype_levels`
+and :meth:`ArchiveReader.page_stored` compute the other levels in numpy for
+uncompressed formats, and give level 0 only (1 level) for block formats.
 
 A page is a spatial brick of probes with its own prototypes. Its payload is
 the concatenation, in this order, of ``centres (M,3) f32``, ``radii (M,) f32``
 (``inf`` = no parallax), ``prototypes`` (``M, 6`` faces in the stored format
-of :mod:`.texformats`, GPU-ready: uploads as is), for scattered sets only
+of :mod:`.texformats`, GPU-ready: uploads as is), version 3: then the mip
+levels 1..L-1 of those prototypes (``M, 6`` faces of ``Rp >> l`` texels
+each, same format; L = metadata ``prototype_levels``,
+:func:`.texformats.mip_level_count`; each level the 2x2 box filter of the
+previous one in the blend domain, :func:`.texformats.mip_chain`), for scattered sets only
 ``probe_ids (n,) u32`` (global probe index) and ``positions (n,3) f32``, and
 the codes ``indices (n,N) u8|u16`` (page-local prototype index) and
 ``weights (n,N) u8`` (fixed point, :func:`.texformats.decode_weights`).
@@ -54,12 +61,13 @@ import lz4.frame
 import numpy as np
 
 from probewarp.format import spatialhash, texformats
+from probewarp.format.atomic import atomic_path
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
 
 MAGIC = b"PWARCH\x00\x01"
-VERSION = 2
-READABLE_VERSIONS = (1, 2)
+VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 HEADER = struct.Struct("<8sIIQQIQQI4x")        # 60 bytes, then the CRC (u32)
 HEADER_SIZE = HEADER.size + 4
 assert HEADER_SIZE == 64
@@ -110,19 +118,24 @@ def build_hash(meta: dict, pages) -> tuple[np.ndarray, int]:
     return spatialhash.build(keys, np.concatenate(recs) if recs else keys)
 
 
-def _index_dtype(M):
-    return np.uint8 if M <= 256 else np.uint16
+_index_dtype = texformats.index_dtype   # one definition, beside the weight codes
+
+
+def stored_levels(meta: dict) -> int:
+    """Prototype mip levels a page payload stores: metadata ``prototype_levels``
+    (version 3), 1 for files without it (versions 1, 2)."""
+    return int(meta.get("prototype_levels", 1))
 
 
 def pack_page(page: Page, meta: dict) -> bytes:
     """Page -> uncompressed payload bytes (inverse: :func:`unpack_page`)."""
     M = page.centres.shape[0]
-    stored = texformats.encode(page.prototypes, meta["texel_format"])
+    fmt = meta["texel_format"]
+    levels = texformats.mip_chain(texformats.encode(page.prototypes, fmt), fmt, stored_levels(meta))
     parts = [
         np.ascontiguousarray(page.centres, "<f4").tobytes(),
         np.ascontiguousarray(page.radii, "<f4").tobytes(),
-        np.ascontiguousarray(stored).tobytes(),
-    ]
+    ] + [np.ascontiguousarray(v).tobytes() for v in levels]
     if not implicit_ids(meta):
         parts += [np.ascontiguousarray(page.probe_ids, "<u4").tobytes(),
                   np.ascontiguousarray(page.positions, "<f4").tobytes()]
@@ -150,16 +163,19 @@ def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str, brick=None) 
 
 def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
     """The stored arrays of a page payload, as stored (zero-copy views): centres,
-    radii, prototypes (GPU-ready texel layout), probe_ids and positions (not for
-    dense grids), indices, weights (u8). Checks sizes and prototype indices."""
+    radii, prototypes (level 0, GPU-ready texel layout), prototype_levels (list
+    of the stored levels 0..L-1, level 0 being ``prototypes``), probe_ids and
+    positions (not for dense grids), indices, weights (u8). Checks sizes and
+    prototype indices."""
     Rp, N, fmt = meta["prototype_res"], meta["n_taps"], meta["texel_format"]
-    face_shape, texel_dtype = texformats.stored_layout(fmt, Rp)
     implicit = implicit_ids(meta)
     sizes = [
         ("centres", (M, 3), np.dtype("<f4")),
         ("radii", (M,), np.dtype("<f4")),
-        ("prototypes", (M, 6) + face_shape, texel_dtype),
     ]
+    for lvl in range(stored_levels(meta)):
+        face_shape, texel_dtype = texformats.stored_layout(fmt, Rp >> lvl)
+        sizes.append(("prototypes" if lvl == 0 else f"prototypes_{lvl}", (M, 6) + face_shape, texel_dtype))
     if not implicit:
         sizes += [("probe_ids", (n,), np.dtype("<u4")), ("positions", (n, 3), np.dtype("<f4"))]
     sizes += [("indices", (n, N), np.dtype(_index_dtype(M))), ("weights", (n, N), np.dtype(np.uint8))]
@@ -171,6 +187,8 @@ def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
         nbytes = int(np.prod(shape)) * dt.itemsize
         out[name] = np.frombuffer(raw, dt, count=int(np.prod(shape)), offset=pos).reshape(shape)
         pos += nbytes
+    out["prototype_levels"] = [out["prototypes"]] + [out.pop(f"prototypes_{lvl}")
+                                                     for lvl in range(1, stored_levels(meta))]
     if n and (out["indices"].max(initial=0) >= M):
         raise InputError(f"{where}: field indices: a code refers to prototype "
                          f"{int(out['indices'].max())} of {M}")
@@ -185,6 +203,8 @@ def write_archive(path, meta: dict, pages: list[Page]) -> int:
     """
     path = Path(path)
     meta = dict(meta, format_version=VERSION, n_pages=len(pages))
+    meta["prototype_levels"] = texformats.mip_level_count(meta["prototype_res"], meta["probe_res"],
+                                                          meta["texel_format"])
     hash_blob = b""
     if meta.get("grid") is not None:
         meta["grid"] = dict(meta["grid"], dense=bool(meta["grid"].get("dense", True)))
@@ -215,22 +235,14 @@ def write_archive(path, meta: dict, pages: list[Page]) -> int:
         off += len(b)
     head = HEADER.pack(MAGIC, VERSION, 0, len(meta_bytes), table_off, len(pages),
                        hash_off if hash_blob else 0, len(hash_blob), zlib.crc32(hash_blob))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(head + struct.pack("<I", zlib.crc32(head)))
-            f.write(meta_bytes + struct.pack("<I", zlib.crc32(meta_bytes)))
-            tb = table.tobytes()
-            f.write(tb + struct.pack("<I", zlib.crc32(tb)))
-            f.write(hash_blob)
-            for b in blobs:
-                f.write(b)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(head + struct.pack("<I", zlib.crc32(head)))
+        f.write(meta_bytes + struct.pack("<I", zlib.crc32(meta_bytes)))
+        tb = table.tobytes()
+        f.write(tb + struct.pack("<I", zlib.crc32(tb)))
+        f.write(hash_blob)
+        for b in blobs:
+            f.write(b)
     return path.stat().st_size
 
 
@@ -289,6 +301,19 @@ class ArchiveReader:
         self.table = np.frombuffer(tb, PAGE_DTYPE).copy()
         end = t_end + 4
         self.version = version
+        if version >= 3:
+            L, Rp, fmt = self.meta.get("prototype_levels"), self.meta.get("prototype_res"), self.meta.get("texel_format")
+            if not isinstance(L, int) or not 1 <= L <= int(Rp).bit_length() or (
+                    fmt in texformats.BLOCK_FORMATS and (int(Rp) >> (L - 1)) % 4):
+                raise InputError(f"{p}: field prototype_levels: {L!r} levels do not fit prototypes of "
+                                 f"{Rp} texels ({fmt})")
+            self.prototype_levels = L
+        else:
+            # versions 1, 2 store level 0 only: uncompressed formats get the
+            # chain computed on reading (page_stored), block formats level 0 only
+            fmt = self.meta["texel_format"]
+            self.prototype_levels = 1 if fmt in texformats.BLOCK_FORMATS else texformats.mip_level_count(
+                self.meta["prototype_res"], self.meta["probe_res"], fmt)
         self._hash = None
         if hash_off or hash_len:
             if hash_off != end or end + hash_len > size:
@@ -353,10 +378,16 @@ class ArchiveReader:
 
     def page_stored(self, i: int) -> dict:
         """Page ``i``, checked, its arrays as stored (:func:`page_fields`): what the
-        GPU streamer uploads. Safe to call from another thread than the opener's."""
+        GPU streamer uploads, ``prototype_levels`` holding :attr:`prototype_levels`
+        levels (computed here in numpy for version 1 and 2 files of uncompressed
+        formats). Safe to call from another thread than the opener's."""
         rec = self.table[i]
-        return page_fields(self._page_bytes(i), int(rec["n_probes"]), int(rec["n_prototypes"]),
-                           self.meta, f"{self.path}: page {i}")
+        out = page_fields(self._page_bytes(i), int(rec["n_probes"]), int(rec["n_prototypes"]),
+                          self.meta, f"{self.path}: page {i}")
+        if len(out["prototype_levels"]) < self.prototype_levels:
+            out["prototype_levels"] = texformats.mip_chain(out["prototypes"], self.meta["texel_format"],
+                                                           self.prototype_levels)
+        return out
 
     def _page_bytes(self, i: int) -> bytes:
         if not 0 <= i < self.n_pages:
@@ -395,7 +426,7 @@ class ArchiveReader:
         return {"format_version": m["format_version"], "file_bytes": self.size, "n_probes": m["n_probes"],
                 "bytes_per_probe": self.size / max(m["n_probes"], 1), "n_pages": self.n_pages,
                 "prototypes_total": int(self.table["n_prototypes"].sum()), "probe_res": m["probe_res"],
-                "prototype_res": m["prototype_res"], "n_taps": m["n_taps"], "texel_format": m["texel_format"],
+                "prototype_res": m["prototype_res"], "prototype_levels": self.prototype_levels, "n_taps": m["n_taps"], "texel_format": m["texel_format"],
                 "domain": m["domain"], "grid": m.get("grid"),
                 "hash": None if m.get("grid") is None else {
                     "capacity": self.hash()[0].shape[0], "max_probe": self.hash()[1],

@@ -216,3 +216,57 @@ def decode_weights(q: np.ndarray) -> np.ndarray:
 def quantize_weights(w: np.ndarray) -> np.ndarray:
     """``decode_weights(encode_weights(w))``."""
     return decode_weights(encode_weights(w))
+
+
+def index_dtype(n_values: int):
+    """Smallest unsigned numpy dtype that holds indices into ``n_values`` entries
+    (uint8 up to 256, uint16 up to 65536): the archive's prototype indices and
+    the VQ baseline's codes."""
+    for dt in (np.uint8, np.uint16, np.uint32):
+        if n_values - 1 <= np.iinfo(dt).max:
+            return dt
+    return np.uint64
+
+
+# --- prototype mip chains ------------------------------------------------------------
+def mip_level_count(Rp: int, R: int, fmt: str) -> int:
+    """Mip levels of a prototype chain: down to the probes' resolution,
+    ``1 + log2(Rp / R)`` when ``Rp / R`` is a power of two (else 1), at most
+    ``Rp.bit_length()``, and for block formats only levels of whole 4x4 blocks."""
+    _check(fmt)
+    Rp, R = int(Rp), max(1, int(R))
+    k = max(1, Rp // R)
+    levels = k.bit_length() if k & (k - 1) == 0 else 1   # 1 + log2(k)
+    levels = max(1, min(levels, Rp.bit_length()))
+    if fmt in BLOCK_FORMATS:
+        while levels > 1 and (Rp >> (levels - 1)) % 4:
+            levels -= 1
+    return levels
+
+
+def box_halve(faces: np.ndarray) -> np.ndarray:
+    """(..., R, R, C) float -> (..., R/2, R/2, C) float32: the mean of each 2x2
+    texel block (accumulated in float64; the same numbers as
+    ``probewarp.baker.cubemap.downsample_box(faces, 2)``)."""
+    v = np.asarray(faces)
+    R = v.shape[-3]
+    if R % 2:
+        raise ValueError(f"resolution {R} is not divisible by 2")
+    r = R // 2
+    shp = v.shape[:-3] + (r, 2, r, 2, v.shape[-1])
+    return v.reshape(shp).mean(axis=(-4, -2), dtype=np.float64).astype(np.promote_types(v.dtype, np.float32))
+
+
+def mip_chain(stored: np.ndarray, fmt: str, levels: int) -> list[np.ndarray]:
+    """Level 0 as stored, then ``levels - 1`` levels, each the 2x2 box filter of
+    the previous one in the blend domain (starting from ``decode(stored)``),
+    encoded in ``fmt``. What format version 3 archives store per page (the
+    writer calls it; block formats need the encoder, ispc_texcomp) and what the
+    reader computes for older files of uncompressed formats (numpy only)."""
+    out = [stored]
+    if levels > 1:
+        v = decode(stored, fmt)
+        for _ in range(1, int(levels)):
+            v = box_halve(v)
+            out.append(encode(v, fmt))
+    return out

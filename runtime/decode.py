@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from probewarp.format import layout
 from probewarp.format.errors import InputError
 from probewarp.runtime import shaders
 from probewarp.runtime.gl import CubemapArray, _gl, check_gl_error, create_context
@@ -73,8 +74,8 @@ class CubemapDecoder:
         self._positions = _write_positions(self.ctx, self._positions, q)
         s = self.streamer
         if not self.code_per_texel:
-            self.codes.run(self._positions, Q)          # binds the codes to binding 1
-        self._positions.bind_to_storage_buffer(0)
+            self.codes.run(self._positions, Q)          # binds the code records
+        self._positions.bind_to_storage_buffer(layout.BINDING_POSITIONS)
         s.bind(self.program)
         self.program["u_res"].value = R
         for name, value in (("u_count", Q), ("u_first_layer", int(first_layer)),
@@ -98,9 +99,8 @@ class CubemapDecoder:
 
 
 def _write_positions(ctx, buf, q):
-    """(Q, 3) float32 -> a vec4 SSBO (reused when large enough)."""
-    data = np.zeros((q.shape[0], 4), np.float32)
-    data[:, :3] = q
+    """(Q, 3) float32 -> an SSBO of ``layout.POSITION_DTYPE`` (reused when large enough)."""
+    data = layout.pack_positions(q)
     if buf is None or buf.size < data.nbytes:
         if buf is not None:
             buf.release()
@@ -111,24 +111,25 @@ def _write_positions(ctx, buf, q):
 
 class CodePass:
     """``code_at.cs``: the merged code of the field at each position, once per
-    position, into an SSBO (binding 1) that decode passes read."""
+    position, into an SSBO of ``layout.code_record_dtype(N)`` records (binding
+    ``layout.BINDING_CODE_RECORDS``) that decode passes read."""
 
     def __init__(self, streamer: Streamer):
         self.streamer = streamer
         self.ctx = streamer.ctx
-        self.stride = 2 + 2 * 8 * streamer.N          # ints per position: PW_CODE_STRIDE of the GLSL
+        self.record_bytes = layout.code_record_dtype(streamer.N).itemsize   # PwCodeRecord
         self.program = shaders.compute(self.ctx, "code_at.cs", streamer.defines)
         self.buffer = None
 
     def run(self, positions_buffer, count: int) -> None:
-        need = max(count, 1) * self.stride * 4
+        need = max(count, 1) * self.record_bytes
         if self.buffer is None or self.buffer.size < need:
             if self.buffer is not None:
                 self.buffer.release()
             self.buffer = self.ctx.buffer(reserve=need)
         self.streamer.bind(self.program)
-        positions_buffer.bind_to_storage_buffer(0)
-        self.buffer.bind_to_storage_buffer(1)
+        positions_buffer.bind_to_storage_buffer(layout.BINDING_POSITIONS)
+        self.buffer.bind_to_storage_buffer(layout.BINDING_CODE_RECORDS)
         self.program["u_count"].value = int(count)
         self.program.run(-(-count // 64))
         GL = _gl()

@@ -72,14 +72,19 @@ def _format_value(value) -> str:
 
 
 def _read(root, name: str, parent: str | None) -> str:
-    node = root
-    for part in name.split("/"):
-        node = node.joinpath(part)
-    try:
-        return node.read_text(encoding="utf-8")
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-        where = f" (included from {parent})" if parent else ""
-        raise ShaderError(f"shader file {name!r} not found in {root}{where}") from None
+    # An #include not found in ``root`` (e.g. a room's own shader folder, such as
+    # probewarp.capture's) falls back to probewarp.shaders, where common_*.glsl live.
+    roots = (root,) if parent is None or str(root) == str(shader_root()) else (root, shader_root())
+    for r in roots:
+        node = r
+        for part in name.split("/"):
+            node = node.joinpath(part)
+        try:
+            return node.read_text(encoding="utf-8")
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            continue
+    where = f" (included from {parent})" if parent else ""
+    raise ShaderError(f"shader file {name!r} not found in {' or '.join(map(str, roots))}{where}") from None
 
 
 def _expand(name: str, defines: dict, root) -> tuple[str, list[str], set[str]]:

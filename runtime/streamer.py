@@ -5,13 +5,15 @@
 - the archive's spatial hash (one SSBO, the whole field: a few bytes a probe),
 - a page table (SSBO: page -> resident slot, or -1),
 - ``page_slots`` slots, each holding one page: its prototypes in cube-map-array
-  layers (one ``glTexSubImage3D`` per mip level), their spheres (centre,
-  radius) and its probes' codes (SSBOs).
+  layers (one ``glTexSubImage3D`` per mip level, the levels the archive
+  stores), their spheres and its probes' codes (SSBOs, records of
+  :mod:`probewarp.format.layout`).
 
 All GPU memory is allocated once, at construction: :attr:`budget_bytes` is
 what the streamer will ever use, whatever the camera does. A background
-thread reads, checks (CRC-32) and decompresses pages and builds their mip
-levels; the render thread only copies finished pages to the GPU in
+thread reads, checks (CRC-32) and decompresses pages and packs their GPU
+records (nothing is encoded at run time: mip levels come from the archive);
+the render thread only copies finished pages to the GPU in
 :meth:`update`, at most ``uploads_per_frame`` a call, and never waits on
 disk (unless asked to with ``wait=True``, for offline decoding). When the
 slots are full the least recently wanted page not needed now is evicted.
@@ -35,44 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
-from probewarp.format import spatialhash
-
-from probewarp.format import texformats
+from probewarp.format import layout, spatialhash, texformats
 from probewarp.format.archive import ArchiveReader
-from probewarp.baker.cubemap import downsample_box
 from probewarp.format.errors import InputError
 from probewarp.runtime.gl import GL_TEXTURE_CUBE_MAP_SEAMLESS, CubemapArray, _gl, check_gl_error
 
 #: Most cube-map arrays the shader include can address (texture units).
-MAX_ARRAYS = 8
-#: Uniforms common_probewarp.glsl declares (set by :meth:`Streamer.bind`).
-UNIFORMS = ("pw_grid_lo", "pw_grid_step", "pw_grid_shape", "pw_hash_mask", "pw_hash_max_probe",
-            "pw_page_probes", "pw_slot_prototypes", "pw_pages_per_array", "pw_prototype_res", "pw_max_lod")
-
-
-def pack_codes(indices: np.ndarray, weights_u8: np.ndarray) -> np.ndarray:
-    """Stored codes -> the GPU's ``uint`` per tap: ``prototype | weight_byte << 16``."""
-    return (np.asarray(indices, np.uint32) | (np.asarray(weights_u8, np.uint32) << 16)).astype("<u4")
-
-
-def pack_spheres(centres: np.ndarray, radii: np.ndarray) -> np.ndarray:
-    """(M, 4) float32 ``(centre, radius)``; an infinite radius is stored as -1
-    (the shader reads ``radius <= 0`` as no parallax)."""
-    r = np.asarray(radii, np.float32)
-    return np.concatenate([np.asarray(centres, np.float32).reshape(-1, 3),
-                           np.where(np.isfinite(r), r, -1.0).astype(np.float32)[:, None]], axis=1)
-
-
-def mip_levels(stored: np.ndarray, fmt: str, Rp: int, levels: int) -> list[np.ndarray]:
-    """Level 0 as stored plus ``levels - 1`` 2x2 box-filtered levels (in the blend
-    domain, like the CPU decoder's sub-sample average), re-encoded in ``fmt``."""
-    out = [np.ascontiguousarray(stored)]
-    if levels > 1:
-        v = texformats.decode(stored, fmt)
-        for lvl in range(1, levels):
-            v = downsample_box(v, 2)
-            out.append(np.ascontiguousarray(texformats.encode(v, fmt)))
-    return out
+MAX_ARRAYS = layout.MAX_ARRAYS
 
 
 class _Loaded:
@@ -102,8 +73,9 @@ class Streamer:
     uploads_per_frame : int or None
         Pages copied to the GPU per :meth:`update` at most (None: all ready).
     levels : int, optional
-        Prototype mip levels (default: down to the probes' resolution,
-        ``1 + log2(Rp / R)``).
+        Prototype mip levels to upload, at most the archive's
+        (``ArchiveReader.prototype_levels``: down to the probes' resolution,
+        ``1 + log2(Rp / R)``, whole 4x4 blocks for block formats). Default: all.
 
     Attributes
     ----------
@@ -153,13 +125,10 @@ class Streamer:
         if self.n_arrays > MAX_ARRAYS:
             raise ValueError(f"{self.page_slots} page slots need {self.n_arrays} cube-map arrays of "
                              f"{self.pages_per_array} pages; at most {MAX_ARRAYS}: lower page_slots")
-        k = max(1, self.Rp // self.R)
-        default_levels = 1 + int(np.log2(k)) if k & (k - 1) == 0 else 1
-        self.levels = int(levels or default_levels)
-        self.levels = max(1, min(self.levels, self.Rp.bit_length()))
-        if self.fmt in texformats.BLOCK_FORMATS:   # every level whole 4x4 blocks
-            while self.levels > 1 and (self.Rp >> (self.levels - 1)) % 4:
-                self.levels -= 1
+        # the mip chain comes from the archive (format version 3 stores it;
+        # older files: see ArchiveReader.prototype_levels); ``levels`` may ask for fewer
+        available = self.reader.prototype_levels
+        self.levels = max(1, min(int(levels or available), available))
         self.grid = self.reader.grid
         self.grid_shape = self.grid.shape_array
         self.grid_lo = self.grid.lo
@@ -177,11 +146,11 @@ class Streamer:
             arr = CubemapArray(self.ctx, self.Rp, pages_here * self.slot_prototypes, self.fmt, self.levels)
             self.arrays.append(arr)
             self._gl_objects.append(arr)
-        self.hash_buffer = self.ctx.buffer(np.ascontiguousarray(self.hash_table, "<u4").tobytes())
-        self.page_slot = np.full(self.n_pages, -1, np.int32)
+        self.hash_buffer = self.ctx.buffer(layout.pack_hash(self.hash_table).tobytes())
+        self.page_slot = np.full(self.n_pages, layout.PAGE_ABSENT, layout.PAGE_SLOT_DTYPE)
         self.pages_buffer = self.ctx.buffer(self.page_slot.tobytes())
-        self.codes_buffer = self.ctx.buffer(reserve=self.page_slots * self.page_probes * self.N * 4)
-        self.spheres_buffer = self.ctx.buffer(reserve=self.page_slots * self.slot_prototypes * 16)
+        self.codes_buffer = self.ctx.buffer(reserve=self.page_slots * self.page_probes * self.N * layout.CODE_DTYPE.itemsize)
+        self.spheres_buffer = self.ctx.buffer(reserve=self.page_slots * self.slot_prototypes * layout.SPHERE_DTYPE.itemsize)
         self._gl_objects += [self.hash_buffer, self.pages_buffer, self.codes_buffer, self.spheres_buffer]
         check_gl_error("Streamer allocation", self.ctx)
 
@@ -226,8 +195,8 @@ class Streamer:
     @property
     def defines(self) -> dict:
         """``#define`` values a program including common_probewarp.glsl needs."""
-        return {"PW_N_TAPS": self.N, "PW_DOMAIN_TONEMAP": self.meta["domain"] == "tonemap",
-                "PW_N_ARRAYS": self.n_arrays}
+        return dict(layout.glsl_defines(), PW_N_TAPS=self.N, PW_DOMAIN_TONEMAP=self.meta["domain"] == "tonemap",
+                    PW_N_ARRAYS=self.n_arrays)
 
     # -- which pages ------------------------------------------------------------
     def corner_pages(self, positions) -> np.ndarray:
@@ -359,8 +328,8 @@ class Streamer:
         arr = self.arrays[a]
         for lvl, data in enumerate(item.levels):
             arr.upload_stored(first * self.slot_prototypes, data, lvl)
-        self.codes_buffer.write(item.codes.tobytes(), offset=slot * self.page_probes * self.N * 4)
-        self.spheres_buffer.write(item.spheres.tobytes(), offset=slot * self.slot_prototypes * 16)
+        self.codes_buffer.write(item.codes.tobytes(), offset=slot * self.page_probes * self.N * layout.CODE_DTYPE.itemsize)
+        self.spheres_buffer.write(item.spheres.tobytes(), offset=slot * self.slot_prototypes * layout.SPHERE_DTYPE.itemsize)
         self.slot_page[slot] = item.page
         self.page_slot[item.page] = slot
 
@@ -383,19 +352,26 @@ class Streamer:
     def _load(self, page) -> _Loaded:
         try:
             f = self.reader.page_stored(page)
-            return _Loaded(page, mip_levels(f["prototypes"], self.fmt, self.Rp, self.levels),
-                           pack_codes(f["indices"], f["weights"]), pack_spheres(f["centres"], f["radii"]))
+            levels = [np.ascontiguousarray(v) for v in f["prototype_levels"][:self.levels]]
+            return _Loaded(page, levels, layout.pack_codes(f["indices"], f["weights"]),
+                           layout.pack_spheres(f["centres"], f["radii"]))
         except Exception as e:        # a bad page must not stop the renderer
             return _Loaded(page, error=f"{type(e).__name__}: {e}")
 
     # -- shaders ---------------------------------------------------------------------
-    def bind(self, program=None, *, unit: int = 8, bindings=(8, 9, 10, 11)) -> None:
-        """Bind buffers and textures where common_probewarp.glsl's defaults expect
-        them (texture units ``unit..unit+n_arrays-1``, SSBO ``bindings`` for hash,
-        pages, codes, spheres) and set the ``pw_*`` uniforms of ``program``."""
-        for b, buf in zip(bindings, (self.hash_buffer, self.pages_buffer, self.codes_buffer,
-                                     self.spheres_buffer)):
-            buf.bind_to_storage_buffer(b)
+    def bind(self, program=None, *, unit: int | None = None, bindings=None) -> None:
+        """Bind buffers and textures where common_probewarp.glsl expects them and
+        set the ``pw_*`` uniforms of ``program``.
+
+        ``unit``: first texture unit of the cube-map arrays (default
+        ``layout.UNIT_PROTOTYPES``); ``bindings``: SSBO binding points, a dict
+        with keys hash, pages, codes, spheres (default ``layout.BINDINGS``).
+        Programs compiled with other values need the matching defines."""
+        unit = layout.UNIT_PROTOTYPES if unit is None else int(unit)
+        bindings = dict(layout.BINDINGS, **(bindings or {}))
+        for name, buf in (("hash", self.hash_buffer), ("pages", self.pages_buffer),
+                          ("codes", self.codes_buffer), ("spheres", self.spheres_buffer)):
+            buf.bind_to_storage_buffer(bindings[name])
         for i, arr in enumerate(self.arrays):
             arr.bind(unit + i)
         if program is not None:
@@ -404,14 +380,17 @@ class Streamer:
                     program[name].value = value
 
     def uniforms(self) -> dict:
-        return {"pw_grid_lo": tuple(float(v) for v in self.grid_lo),
-                "pw_grid_step": tuple(float(v) for v in self.grid_step),
-                "pw_grid_shape": tuple(int(v) for v in self.grid_shape),
-                "pw_hash_mask": int(self.hash_table.shape[0] - 1),
-                "pw_hash_max_probe": int(self.hash_max_probe),
-                "pw_page_probes": self.page_probes, "pw_slot_prototypes": self.slot_prototypes,
-                "pw_pages_per_array": self.pages_per_array, "pw_prototype_res": self.Rp,
-                "pw_max_lod": float(self.levels - 1)}
+        """Values of the ``pw_*`` uniforms, exactly the names of ``layout.UNIFORMS``."""
+        out = {"pw_grid_lo": tuple(float(v) for v in self.grid_lo),
+               "pw_grid_step": tuple(float(v) for v in self.grid_step),
+               "pw_grid_shape": tuple(int(v) for v in self.grid_shape),
+               "pw_hash_mask": int(self.hash_table.shape[0] - 1),
+               "pw_hash_max_probe": int(self.hash_max_probe),
+               "pw_page_probes": self.page_probes, "pw_slot_prototypes": self.slot_prototypes,
+               "pw_pages_per_array": self.pages_per_array, "pw_prototype_res": self.Rp,
+               "pw_max_lod": float(self.levels - 1)}
+        assert tuple(out) == layout.UNIFORMS, "Streamer.uniforms() and layout.UNIFORMS disagree"
+        return out
 
     # -- shutdown -----------------------------------------------------------------------
     def close(self, timeout: float = 10.0) -> None:

@@ -6,17 +6,19 @@
 // per texel or work group is what makes those passes cheap.
 //
 // One invocation per position: pw_code_at(positions[q].xyz) + pw_code_merge
-// (common_probewarp.glsl), written to binding 1 as record q of
-// PW_CODE_STRIDE ints: { n, 0, then n pairs (layer, floatBitsToInt(weight)) }.
-//   binding 0  vec4 positions[]      binding 1  int codes[]
+// (common_probewarp.glsl), written as records[q], a PwCodeRecord
+// (pw_layout.glsl; numpy twin probewarp.format.layout.code_record_dtype):
+// n entries used, then n (layer, weight) entries.
+//   PW_BINDING_POSITIONS     PwPosition positions[]   (layout.pack_positions)
+//   PW_BINDING_CODE_RECORDS  PwCodeRecord records[]
 // Dispatch ceil(u_count / 64) groups.
 
 #include "common_probewarp.glsl"
 
 
 layout(local_size_x = 64) in;
-layout(std430, binding = 0) readonly buffer Positions { vec4 positions[]; };
-layout(std430, binding = 1) writeonly buffer Codes { int codes[]; };
+layout(std430, binding = PW_BINDING_POSITIONS) readonly buffer Positions { PwPosition positions[]; };
+layout(std430, binding = PW_BINDING_CODE_RECORDS) writeonly buffer Codes { PwCodeRecord records[]; };
 
 uniform int u_count;
 
@@ -27,11 +29,10 @@ void main()
         return;
     PwCode code = pw_code_at(positions[q].xyz);
     pw_code_merge(code);
-    int base = q * PW_CODE_STRIDE;
-    codes[base] = code.n;
-    codes[base + 1] = 0;
+    records[q].n = code.n;
+    records[q].reserved = 0;
     for (int i = 0; i < code.n; ++i) {
-        codes[base + 2 + 2 * i] = code.layer[i];
-        codes[base + 3 + 2 * i] = floatBitsToInt(code.w[i]);
+        records[q].entries[i].layer = code.layer[i];
+        records[q].entries[i].weight = code.w[i];
     }
 }

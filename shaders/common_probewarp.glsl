@@ -24,7 +24,7 @@
 //             One code entry's term; for passes that store codes themselves
 //             (code_at.cs writes one per position, decode_cubemap.cs and
 //             field_view.fs sum the terms, then pw_from_domain).
-//   vec3    pw_warp_direction(vec3 x, vec3 d, vec4 sphere)
+//   vec3    pw_warp_direction(vec3 x, vec3 d, PwSphere sphere)
 //             DESIGN-NOTES §3: where the ray x + t d leaves a prototype's
 //             sphere, as a direction from its centre (not normalised).
 //   float   pw_lod_for(float texel_angle)
@@ -37,68 +37,66 @@
 //   points around it and their trilinear weights; every prototype is still
 //   warped to the true position (DESIGN-NOTES §4).
 // - A corner without a probe (a sparse grid's empty lattice point) or whose
-//   page is not resident (Streamer budget) is dropped and the remaining
-//   weights renormalised; if they sum to 0 the remaining corners share
-//   equally; if no corner remains, coverage is 0.
+//   page is not resident (Streamer budget; page slot PW_PAGE_ABSENT) is
+//   dropped and the remaining weights renormalised; if they sum to 0 the
+//   remaining corners share equally; if no corner remains, coverage is 0.
 // - Warp misses (only from outside a sphere) clamp the discriminant at 0:
 //   the ray's point of closest approach (docs/FORMAT.md "closest-approach").
-//   Radius <= 0 in the sphere buffer means infinitely far (no parallax).
+//   A sphere whose flags have PW_SPHERE_FLAG_NO_PARALLAX is infinitely far
+//   (no parallax: the warp returns d); no radius value is a sentinel.
 // - Tonemap-domain archives blend the stored T(v) values and map the blend
-//   back with T^-1(y) = u / (1 - u), u = clamp(y, 0, 1 - 1e-7)^2.2.
+//   back with T^-1(y) = u / (1 - u), u = clamp(y, 0, PW_TONEMAP_Y_MAX) ^
+//   PW_TONEMAP_GAMMA (format/constants.py).
 //
-// Resources (defaults overridable with #define before inclusion):
-//   SSBO PW_BINDING_HASH   uvec2 pw_hash_table[]   (key, page << 16 | local),
-//                          probewarp.baker.spatialhash; empty = 0xFFFFFFFF
-//   SSBO PW_BINDING_PAGES  int   pw_page_slot[]    page -> slot, -1 absent
-//   SSBO PW_BINDING_CODES  uint  pw_codes[]        (slot * pw_page_probes +
-//                          local) * PW_N_TAPS + k: prototype | weight << 16,
-//                          weight = byte / 128
-//   SSBO PW_BINDING_SPHERES vec4 pw_spheres[]      slot * pw_slot_prototypes +
-//                          m: (centre, radius)
+// GPU layout: every binding point, texture unit, bit field, record and
+// shared constant below comes from pw_layout.glsl, GENERATED from
+// probewarp/format/layout.py (numpy dtypes with the same field names; the
+// host packs with its pack_* functions; tests/test_layout.py checks the
+// driver's std430 offsets against the dtypes). Override any of them with
+// the loader's defines (Streamer.defines passes layout.glsl_defines()).
+//
+// Resources:
+//   SSBO PW_BINDING_HASH    PwHashEntry pw_hash_table[]  (key, record),
+//                           record = page << PW_RECORD_PAGE_SHIFT | local
+//                           (local = record & PW_RECORD_LOCAL_MASK),
+//                           format/spatialhash.py; empty rows key PW_EMPTY
+//   SSBO PW_BINDING_PAGES   int pw_page_slot[]    page -> slot, PW_PAGE_ABSENT
+//   SSBO PW_BINDING_CODES   uint pw_codes[]       (slot * pw_page_probes +
+//                           local) * PW_N_TAPS + k: prototype index in the
+//                           low bits (& PW_CODE_INDEX_MASK), weight byte at
+//                           PW_CODE_WEIGHT_SHIFT, weight = byte *
+//                           PW_CODE_WEIGHT_SCALE (layout.pack_codes)
+//   SSBO PW_BINDING_SPHERES PwSphere pw_spheres[] slot * pw_slot_prototypes +
+//                           m: centre, radius, flags (layout.pack_spheres)
 //   samplerCubeArray pw_prototypes[PW_N_ARRAYS] on units PW_UNIT_PROTOTYPES..
-//                          slot s lives in array s / pw_pages_per_array at
-//                          layers (s % pw_pages_per_array) * pw_slot_prototypes
-//   uniforms pw_grid_lo, pw_grid_step, pw_grid_shape, pw_hash_mask,
+//                           slot s lives in array s / pw_pages_per_array at
+//                           layers (s % pw_pages_per_array) * pw_slot_prototypes;
+//                           levels 0..pw_max_lod are the archive's mip chain
+//   uniforms (layout.UNIFORMS, set by Streamer.bind):
+//            pw_grid_lo, pw_grid_step, pw_grid_shape, pw_hash_mask,
 //            pw_hash_max_probe, pw_page_probes, pw_slot_prototypes,
 //            pw_pages_per_array, pw_prototype_res, pw_max_lod
+//   Passes decoding at listed positions (code_at.cs, decode_cubemap.cs,
+//   field_view.fs) use PwPosition at PW_BINDING_POSITIONS and PwCodeRecord
+//   (PW_MAX_CODE entries) at PW_BINDING_CODE_RECORDS.
 //
 // Requires GL_TEXTURE_CUBE_MAP_SEAMLESS (Streamer enables it).
 
-#ifndef PW_N_TAPS
-#define PW_N_TAPS 4            // N, codes per probe (the archive's n_taps)
-#endif
 #ifndef PW_DOMAIN_TONEMAP
 #define PW_DOMAIN_TONEMAP 1    // 1: archive domain "tonemap"; 0: "linear"
 #endif
 #ifndef PW_N_ARRAYS
-#define PW_N_ARRAYS 1          // cube-map arrays holding the resident prototypes (<= 8)
-#endif
-#ifndef PW_UNIT_PROTOTYPES
-#define PW_UNIT_PROTOTYPES 8   // first texture unit of pw_prototypes[]
-#endif
-#ifndef PW_BINDING_HASH
-#define PW_BINDING_HASH 8
-#endif
-#ifndef PW_BINDING_PAGES
-#define PW_BINDING_PAGES 9
-#endif
-#ifndef PW_BINDING_CODES
-#define PW_BINDING_CODES 10
-#endif
-#ifndef PW_BINDING_SPHERES
-#define PW_BINDING_SPHERES 11
+#define PW_N_ARRAYS 1          // cube-map arrays holding the resident prototypes (<= PW_MAX_ARRAYS)
 #endif
 
-#define PW_MAX_CODE (8 * PW_N_TAPS)
-// ints per position in a code buffer (code_at.cs): n, 0, then (layer, weight bits) pairs
-#define PW_CODE_STRIDE (2 + 2 * PW_MAX_CODE)
-#define PW_EMPTY 0xFFFFFFFFu
+#include "pw_layout.glsl"
+
 const float PW_HALF_PI = 1.5707963267948966;
 
-layout(std430, binding = PW_BINDING_HASH) readonly buffer PwHash { uvec2 pw_hash_table[]; };
+layout(std430, binding = PW_BINDING_HASH) readonly buffer PwHash { PwHashEntry pw_hash_table[]; };
 layout(std430, binding = PW_BINDING_PAGES) readonly buffer PwPages { int pw_page_slot[]; };
 layout(std430, binding = PW_BINDING_CODES) readonly buffer PwCodes { uint pw_codes[]; };
-layout(std430, binding = PW_BINDING_SPHERES) readonly buffer PwSpheres { vec4 pw_spheres[]; };
+layout(std430, binding = PW_BINDING_SPHERES) readonly buffer PwSpheres { PwSphere pw_spheres[]; };
 layout(binding = PW_UNIT_PROTOTYPES) uniform samplerCubeArray pw_prototypes[PW_N_ARRAYS];
 
 uniform vec3 pw_grid_lo;          // first lattice point
@@ -125,7 +123,7 @@ struct PwCode {
     float w[PW_MAX_CODE];       // blend weight (probe weight * code weight)
 };
 
-// MurmurHash3 fmix32; twin of probewarp.baker.spatialhash.fmix32.
+// MurmurHash3 fmix32; twin of probewarp.format.spatialhash.fmix32.
 uint pw_hash(uint key)
 {
     key ^= key >> 16;
@@ -144,18 +142,18 @@ uint pw_lattice_key(ivec3 c)
     return uint((c.x * pw_grid_shape.y + c.y) * pw_grid_shape.z + c.z);
 }
 
-// Record (page << 16 | local) of a lattice key, PW_EMPTY if no probe there.
-// Twin of probewarp.baker.spatialhash.lookup.
+// Record (page << PW_RECORD_PAGE_SHIFT | local) of a lattice key, PW_EMPTY if no probe there.
+// Twin of probewarp.format.spatialhash.lookup.
 uint pw_find_record(uint key)
 {
     if (key == PW_EMPTY)
         return PW_EMPTY;
     uint slot = pw_hash(key) & pw_hash_mask;
     for (int i = 0; i < pw_hash_max_probe; ++i) {
-        uvec2 e = pw_hash_table[slot];
-        if (e.x == key)
-            return e.y;
-        if (e.x == PW_EMPTY)
+        PwHashEntry e = pw_hash_table[slot];
+        if (e.key == key)
+            return e.record;
+        if (e.key == PW_EMPTY)
             return PW_EMPTY;
         slot = (slot + 1u) & pw_hash_mask;
     }
@@ -177,12 +175,12 @@ PwStencil pw_find_probes(vec3 x)
         uint rec = pw_find_record(pw_lattice_key(cell));
         if (rec == PW_EMPTY)
             continue;
-        int slot = pw_page_slot[int(rec >> 16)];
-        if (slot < 0)
+        int slot = pw_page_slot[int(rec >> PW_RECORD_PAGE_SHIFT)];
+        if (slot == PW_PAGE_ABSENT)
             continue;
         vec3 t = mix(vec3(1.0) - f, f, vec3(o));
         st.slot[st.n] = slot;
-        st.local[st.n] = int(rec & 0xFFFFu);
+        st.local[st.n] = int(rec & PW_RECORD_LOCAL_MASK);
         st.w[st.n] = t.x * t.y * t.z;
         total += st.w[st.n];
         st.n += 1;
@@ -201,9 +199,9 @@ PwCode pw_code_at(vec3 x)
         int base = (st.slot[c] * pw_page_probes + st.local[c]) * PW_N_TAPS;
         for (int k = 0; k < PW_N_TAPS; ++k) {
             uint e = pw_codes[base + k];
-            float w = float(e >> 16) * (1.0 / 128.0) * st.w[c];
+            float w = float(e >> PW_CODE_WEIGHT_SHIFT) * PW_CODE_WEIGHT_SCALE * st.w[c];
             if (w > 0.0) {
-                code.layer[code.n] = st.slot[c] * pw_slot_prototypes + int(e & 0xFFFFu);
+                code.layer[code.n] = st.slot[c] * pw_slot_prototypes + int(e & PW_CODE_INDEX_MASK);
                 code.w[code.n] = w;
                 code.n += 1;
             }
@@ -232,13 +230,15 @@ void pw_code_merge(inout PwCode code)
     code.n = n;
 }
 
-vec3 pw_warp_direction(vec3 x, vec3 d, vec4 sphere)
+// Twin of the CPU reference decoder's warp (probewarp/baker/bake.py Decoder);
+// the sphere as layout.pack_spheres packs it.
+vec3 pw_warp_direction(vec3 x, vec3 d, PwSphere sphere)
 {
-    if (sphere.w <= 0.0)
+    if ((sphere.flags & PW_SPHERE_FLAG_NO_PARALLAX) != 0u)
         return d;
-    vec3 o = x - sphere.xyz;
+    vec3 o = x - sphere.centre;
     float b = dot(o, d);
-    float q2 = dot(o, o) - sphere.w * sphere.w;
+    float q2 = dot(o, o) - sphere.radius * sphere.radius;
     float t = -b + sqrt(max(b * b - q2, 0.0));
     return o + t * d;
 }
@@ -290,7 +290,7 @@ vec3 pw_sample_prototype(int layer, vec3 s, float lod)
 vec3 pw_from_domain(vec3 y)
 {
 #if PW_DOMAIN_TONEMAP
-    vec3 u = pow(clamp(y, vec3(0.0), vec3(1.0 - 1e-7)), vec3(2.2));
+    vec3 u = pow(clamp(y, vec3(0.0), vec3(PW_TONEMAP_Y_MAX)), vec3(PW_TONEMAP_GAMMA));
     return u / (1.0 - u);
 #else
     return max(y, vec3(0.0));

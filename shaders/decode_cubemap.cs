@@ -14,8 +14,9 @@
 // 8-corner stencil and 8 N warps per texel): the cost a renderer pays when
 // every pixel decodes at its own position (surfaces), kept for benchmarks.
 //
-//   binding 0 (SSBO)   vec4 positions[] (xyz)
-//   binding 1 (SSBO)   int codes[]: code_at.cs records (CODE_PER_TEXEL 0)
+//   SSBO PW_BINDING_POSITIONS     PwPosition positions[] (pw_layout.glsl)
+//   SSBO PW_BINDING_CODE_RECORDS  PwCodeRecord records[]: code_at.cs output
+//                                 (CODE_PER_TEXEL 0)
 //   image unit 0       layout(OUT_FORMAT) writeonly imageCubeArray u_out,
 //                      layer u_first_layer + q
 //   uniforms           u_res (R), u_count, u_lod (prototype mip level)
@@ -35,7 +36,7 @@
 #include "common_cubemap.glsl"
 
 layout(local_size_x = LOCAL_SIZE, local_size_y = LOCAL_SIZE) in;
-layout(std430, binding = 0) readonly buffer Positions { vec4 positions[]; };
+layout(std430, binding = PW_BINDING_POSITIONS) readonly buffer Positions { PwPosition positions[]; };
 layout(OUT_FORMAT, binding = 0) writeonly uniform imageCubeArray u_out;
 
 uniform int u_res;
@@ -43,7 +44,7 @@ uniform int u_count;
 uniform int u_first_layer;
 uniform float u_lod;
 
-layout(std430, binding = 1) readonly buffer Codes { int codes[]; };
+layout(std430, binding = PW_BINDING_CODE_RECORDS) readonly buffer Codes { PwCodeRecord records[]; };
 
 void main()
 {
@@ -60,11 +61,10 @@ void main()
     if (st.x >= u_res || st.y >= u_res || q >= u_count)
         return;
     vec3 d = pw_texel_direction(face, vec2(st), u_res);
-    int base = q * PW_CODE_STRIDE;
-    int n = codes[base];
+    int n = records[q].n;
     vec3 y = vec3(0.0);
     for (int i = 0; i < n; ++i)
-        y += pw_blend_term(codes[base + 2 + 2 * i], intBitsToFloat(codes[base + 3 + 2 * i]), x, d, u_lod);
+        y += pw_blend_term(records[q].entries[i].layer, records[q].entries[i].weight, x, d, u_lod);
     imageStore(u_out, ivec3(st, 6 * (u_first_layer + q) + face), vec4(pw_from_domain(y), n > 0 ? 1.0 : 0.0));
 #endif
 }

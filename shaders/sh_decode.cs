@@ -53,12 +53,9 @@
 #ifndef PW_SH_DOMAIN_TONEMAP
 #define PW_SH_DOMAIN_TONEMAP 0      // 0: 'linear', 1: 'tonemap' (inverse tonemap after)
 #endif
-#ifndef PW_TONEMAP_GAMMA
-#define PW_TONEMAP_GAMMA 2.2        // baker/config.py TONEMAP_GAMMA (Python passes it)
-#endif
-#ifndef PW_TONEMAP_Y_MAX
-#define PW_TONEMAP_Y_MAX 0.9999999  // inverse_tonemap's clip, 1 - 1e-7 (Python passes it)
-#endif
+// PW_TONEMAP_GAMMA, PW_TONEMAP_Y_MAX: format/constants.py, through the
+// generated pw_layout.glsl (probewarp.format.layout; Python may override them).
+#include "pw_layout.glsl"
 
 #include "common_cubemap.glsl"
 #include "sh_eval.glsl"

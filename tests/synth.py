@@ -79,3 +79,54 @@ def make_archive(path, grid_shape=(6, 3, 5), lo=(-5.0, 0.0, -4.0), hi=(5.0, 2.0,
                      "dense": dense}}
     write_archive(path, meta, pages)
     return path, pages, meta
+
+
+def downgrade(src, dst, version):
+    """Rewrite archive ``src`` as a format ``version`` 1 or 2 file at ``dst``
+    (what older writers produced): payloads keep level 0 of the prototypes
+    only, metadata without ``prototype_levels``, version 1 without the hash."""
+    import json
+    import struct
+    import zlib
+
+    import lz4.frame
+
+    from probewarp.format import archive as A
+    from probewarp.format.archive import ArchiveReader
+    with ArchiveReader(src) as ar:
+        meta, table = dict(ar.meta), ar.table.copy()
+        L = ar.prototype_levels
+        blobs = [bytes(ar._mm[int(r["offset"]):int(r["offset"]) + int(r["size"])]) for r in table]
+        hash_blob = bytes(ar._mm[ar._hash_blob[0]:ar._hash_blob[0] + ar._hash_blob[1]]) \
+            if meta.get("grid") is not None else b""
+    fmt, Rp = meta["texel_format"], meta["prototype_res"]
+    out = []
+    for rec, b in zip(table, blobs):
+        raw = lz4.frame.decompress(b)
+        M = int(rec["n_prototypes"])
+        start = M * 16                                   # centres (M,3) f32 + radii (M,) f32
+        sizes = [M * 6 * int(np.prod(s)) * d.itemsize
+                 for s, d in (texformats.stored_layout(fmt, Rp >> lvl) for lvl in range(L))]
+        raw = raw[:start + sizes[0]] + raw[start + sum(sizes):]
+        comp = lz4.frame.compress(raw, compression_level=9)
+        rec["size"], rec["raw_size"], rec["crc32"] = len(comp), len(raw), zlib.crc32(comp)
+        out.append(comp)
+    meta.pop("prototype_levels", None)
+    meta["format_version"] = version
+    if version == 1:
+        meta.pop("hash", None)
+        hash_blob = b""
+    mb = json.dumps(meta, sort_keys=True).encode()
+    table_off = A.HEADER_SIZE + len(mb) + 4
+    hash_off = table_off + table.nbytes + 4
+    off = hash_off + len(hash_blob)
+    for i, b in enumerate(out):
+        table[i]["offset"] = off
+        off += len(b)
+    head = A.HEADER.pack(A.MAGIC, version, 0, len(mb), table_off, len(out), hash_off if hash_blob else 0,
+                         len(hash_blob), zlib.crc32(hash_blob) if hash_blob else 0)
+    tb = table.tobytes()
+    with open(dst, "wb") as f:
+        f.write(head + struct.pack("<I", zlib.crc32(head)) + mb + struct.pack("<I", zlib.crc32(mb))
+                + tb + struct.pack("<I", zlib.crc32(tb)) + hash_blob + b"".join(out))
+    return dst

@@ -17,11 +17,11 @@ Tolerances (values compared after the §5 tonemap T, the metric's space, where
 import numpy as np
 import pytest
 
-from probewarp.baker.bake import Decoder
+from probewarp.baker.decoder import Decoder
 from probewarp.baker.metrics import tonemap
 from synth import make_archive
+from tolerances import PARITY_TOL
 
-PARITY_TOL = 2e-5
 MIP_TOL = 0.03
 MIP_MEAN_TOL = 3e-3
 

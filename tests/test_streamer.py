@@ -13,11 +13,11 @@ import time
 import numpy as np
 import pytest
 
-from probewarp.baker.bake import Decoder
+from probewarp.baker.decoder import Decoder
 from probewarp.baker.metrics import tonemap
 from synth import make_archive
 
-TOL = 2e-5   # tonemapped, as tests/test_runtime_decode.py PARITY_TOL
+from tolerances import PARITY_TOL as TOL   # tonemapped
 
 GRID = (20, 2, 16)
 LO, HI = (-20.0, 0.0, -16.0), (20.0, 2.0, 16.0)
@@ -125,3 +125,44 @@ def test_budget_arguments_are_checked(gl, big_field):
     with pytest.raises(ValueError, match="at least 8"):
         Streamer(gl, big_field, page_slots=4)
     assert not any(t.name.startswith("probewarp-streamer") for t in threading.enumerate())
+
+
+_PRODUCERS = ("numba", "scipy", "ispc_texcomp", "trimesh")
+
+
+def _leaked(code: str) -> list[str]:
+    import subprocess
+    import sys
+    check = (code + "\nimport sys\nbad = [m for m in sys.modules if m.split('.')[0] in "
+             f"{_PRODUCERS!r} or m.startswith('probewarp.baker')]\nprint('LEAKED', sorted(bad))\n")
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    line = [ln for ln in out.stdout.splitlines() if ln.startswith("LEAKED")][-1]
+    return eval(line[len("LEAKED "):])
+
+
+def test_runtime_imports_no_producer_code():
+    """Importing the runtime leaves the baker and its heavy dependencies out."""
+    assert _leaked("import probewarp.runtime.streamer, probewarp.runtime.decode, "
+                   "probewarp.runtime.shaders, probewarp.runtime.gl") == []
+
+
+@pytest.mark.parametrize("fmt", ["bc7", "bc6h"])
+def test_streaming_a_block_format_archive_encodes_nothing(gl, tmp_path, fmt):
+    """A Streamer on a bc7/bc6h archive with a mip chain (Rp = 2R) uploads what the
+    archive stores: ispc_texcomp (the encoder) and the baker are never imported."""
+    path, _, _ = make_archive(tmp_path / "a.pwa", (6, 2, 5), (-5.0, 0.0, -4.0), (5.0, 2.0, 4.0), Rp=16, R=8,
+                              fmt=fmt, M=4, N=2, seed=1)
+    code = f"""
+import numpy as np
+from probewarp.runtime.gl import create_context
+from probewarp.runtime.decode import decode_gl
+ctx = create_context()
+out = decode_gl({str(path)!r}, np.array([[0.1, 1.0, 0.2]]), ctx=ctx, page_slots=8)
+assert out.shape == (1, 6, 8, 8, 3) and np.isfinite(out).all()
+from probewarp.runtime.streamer import Streamer
+with Streamer(ctx, {str(path)!r}, page_slots=8) as s:
+    s.require(np.array([[0.1, 1.0, 0.2]]))
+    assert s.levels == 2 and not s.failed, (s.levels, s.failed)
+"""
+    assert _leaked(code) == []

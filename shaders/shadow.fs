@@ -1,5 +1,0 @@
-#version 450
-// shadow.fs -- depth only: the shadow map keeps the fixed-function depth.
-void main()
-{
-}
