@@ -3,7 +3,7 @@ per-probe error over the grid). Writes files; never prints."""
 from __future__ import annotations
 
 import json
-import os
+from probewarp.format.atomic import atomic_path
 from pathlib import Path
 
 import numpy as np
@@ -26,9 +26,8 @@ def write_json(path, data: dict) -> None:
             return o.tolist()
         return str(o)
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=conv))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=conv))
 
 
 def plot_loss(path, pages_history: list[list[dict]]) -> None:

@@ -11,7 +11,7 @@ checkerboard of the grid, decode at the odd half, against blending the
 uncompressed known neighbours.
 
 probewarp's bytes are the archive file's size (everything that ships);
-baselines count their payload (:mod:`.baselines`).
+baselines count their payload (:mod:`probewarp.baselines`).
 """
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from probewarp.baselines import baselines as B
-from probewarp.format.archive import write_archive
-from probewarp.baker.bake import Decoder, archive_meta, bake
+import probewarp.baselines as B
 from probewarp.baker.metrics import QualityAccumulator
+from probewarp.baker.pipeline import bake_arrays
+from probewarp.baker.report import write_json
 
 
 def _score(ref, test) -> dict:
@@ -35,19 +35,15 @@ def _score(ref, test) -> dict:
 
 
 def _probewarp(positions, faces, grid, tmp, name, query=None, query_ref=None, **kw):
-    t0 = time.perf_counter()
-    pages, rep = bake(positions, faces, page_probes=max(1, positions.shape[0]), grid=grid, **kw)
-    path = Path(tmp) / f"{abs(hash(name))}.pwa"
-    size = write_archive(path, archive_meta(positions.shape[0], rep, grid), pages)
-    secs = time.perf_counter() - t0
-    dec = Decoder(path)
-    q = positions if query is None else query
-    ref = faces if query_ref is None else query_ref
-    s = dec.score(q, ref).result()
-    return {"method": name, "family": "probewarp", "bytes_per_probe": size / positions.shape[0],
-            "psnr_db": s["psnr_db"], "log_rmse": s["log_rmse"], "seconds": secs,
+    """One probewarp row: :func:`probewarp.baker.pipeline.bake_arrays` into ``tmp``
+    (bake, write, score the written file at ``query`` against ``query_ref``)."""
+    r = bake_arrays(positions, faces, Path(tmp) / f"{abs(hash(name))}.pwa", grid=grid,
+                    page_probes=max(1, positions.shape[0]), score_positions=query, score_reference=query_ref,
+                    **kw)
+    return {"method": name, "family": "probewarp", "bytes_per_probe": r.bytes_per_probe,
+            "psnr_db": r.psnr_db, "log_rmse": r.log_rmse, "seconds": r.seconds["bake"] + r.seconds["write"],
             "params": {k: v for k, v in kw.items() if k != "progress"},
-            "prototype_res": rep["prototype_res"]}
+            "prototype_res": r.prototype_res}
 
 
 def _baseline(est, faces, family):
@@ -132,6 +128,24 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
                          "seconds": time.perf_counter() - t0}]
     return {"n_probes": int(positions.shape[0]), "probe_res": int(R), "n_prototypes": n_prototypes,
             "n_taps": n_taps, "rows": rows, "heldout": held}
+
+
+def compare_probeset(probes, out, *, progress=None, **kw) -> dict:
+    """:func:`compare` on a :class:`~probewarp.baker.probeset.ProbeSet`, written
+    to ``out/compare.json`` and the rate-distortion plot ``out/compare.png``.
+
+    The held-out test and the SH grids need a full grid: a sparse grid
+    compares as a scattered set. ``kw``: :func:`compare`'s parameters.
+    Returns the result dict (with ``input``, the set's source).
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    grid = probes.lattice if probes.grid_dense else None
+    result = compare(probes.positions, probes.faces_array(np.float32), grid=grid, progress=progress, **kw)
+    result["input"] = str(probes.source)
+    write_json(out / "compare.json", result)
+    plot_rate_distortion(out / "compare.png", result)
+    return result
 
 
 def format_table(result: dict) -> str:

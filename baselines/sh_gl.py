@@ -1,7 +1,7 @@
 """The spherical-harmonics baseline as a GL decoder (``shaders/sh_decode.cs``).
 
 :class:`SHGridDecoderGL` decodes a regular grid of SH light probes (the
-coefficients :class:`probewarp.baselines.baselines.SphericalHarmonics` fits) into
+coefficients :class:`probewarp.baselines.sh.SphericalHarmonics` fits) into
 cubemaps at query positions, the way the users' engines evaluated their SH
 probes: trilinear blend of the 8 surrounding probes' coefficients, then a
 trig-free polynomial basis (``shaders/sh_eval.glsl``) per texel. It exists so
@@ -30,7 +30,8 @@ import numpy as np
 import moderngl
 
 from probewarp.format import constants
-from probewarp.baselines.baselines import DOMAINS, sh_count
+from probewarp.baselines.base import DOMAINS
+from probewarp.baselines.sh import sh_count
 from probewarp.format.grid import Grid
 from probewarp.format.errors import InputError
 from probewarp.runtime import shaders as _shaders

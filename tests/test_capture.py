@@ -1,4 +1,4 @@
-"""Probe capture (probewarp.capture.capture, probewarp.capture.scene) on llvmpipe.
+"""Probe capture (probewarp.capture.capturer, probewarp.capture.sky, probewarp.capture.scene) on llvmpipe.
 
 Oracles are numpy: ray-box intersection through
 :func:`probewarp.baker.cubemap.texel_directions` for orientation, the numpy
@@ -12,7 +12,8 @@ import pytest
 
 from probewarp.baker.cubemap import MAJOR, downsample_box, texel_directions
 from probewarp.baker.probeset import ProbeSet
-from probewarp.capture.capture import Capturer, Sky, capture, capture_grid, grid_positions
+from probewarp.capture.capturer import SHADER_ROOT, Capturer, capture, capture_grid, grid_positions
+from probewarp.capture.sky import Sky
 from probewarp.capture.scene import Scene, srgb_to_linear
 
 #: Six distinct wall colours, in face order (+X -X +Y -Y +Z -Z).
@@ -77,13 +78,22 @@ def expected_box(p, R, ss, split=False) -> np.ndarray:
 
 
 # ------------------------------------------------------------- shaders
-@pytest.mark.parametrize("stages", [("capture.vs", "capture.fs"), ("capture_sky.vs", "capture_sky.fs"),
-                                    ("shadow.vs", "shadow.fs")])
-def test_capture_shaders_compile_with_their_defaults(gl, stages):
+@pytest.mark.parametrize("stages,members", [
+    (("capture.vs", "capture.fs"), ["in_position", "in_normal", "in_color", "in_uv", "in_layer", "in_probe",
+                                    "u_cols", "u_tile_scale", "u_depth", "u_light", "u_sun_dir", "u_ambient_sky"]),
+    (("capture_sky.vs", "capture_sky.fs"), ["u_cols", "u_tile"]),
+    (("shadow.vs", "shadow.fs"), ["in_position", "u_light_clip"])])
+def test_capture_shaders_compile_with_their_defaults(gl, stages, members):
+    """Each stage pair links with no defines (each file's #ifndef defaults) and
+    keeps the inputs and uniforms capture.py sets: a member the defaults
+    compile out would be dropped by the linker and silently ignored."""
     from probewarp.runtime import shaders
 
-    prog = shaders.program(gl, *stages)          # no defines: each file's #ifndef defaults
-    prog.release()
+    prog = shaders.program(gl, *stages, root=SHADER_ROOT)
+    try:
+        assert [m for m in members if prog.get(m, None) is None] == []
+    finally:
+        prog.release()
 
 
 # --------------------------------------------------------------------- (a)
@@ -232,7 +242,7 @@ def test_culling_is_conservative(gl):
 
 
 def test_draw_commands_merge_runs():
-    from probewarp.capture.capture import _draw_commands
+    from probewarp.capture.capturer import _draw_commands
 
     vis = np.array([[1, 1, 0, 1], [0, 0, 0, 0], [0, 1, 1, 1]], bool)
     first, count = np.array([0, 6, 9, 30]), np.array([6, 3, 21, 3])

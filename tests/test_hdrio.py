@@ -14,14 +14,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from probewarp.baker import hdrio
+from probewarp.baker import hdrio, importer, panorama
 
 from probewarp.format import constants
 from probewarp.baker.cubemap import texel_directions, texel_weights
-from probewarp.baker.hdrio import (CROSS_CELLS, HdrImageError, cross_to_cube, cube_to_cross, cube_to_equirect,
-                                   detect_layout, direction_to_equirect, equirect_directions, equirect_to_cube,
-                                   export_exr_folder, import_folder, read_hdr_image, write_exr, write_hdr)
-from probewarp.baker.probeset import ProbeSet, ProbeSetError
+from probewarp.baker.hdrio import HdrImageError, read_hdr_image, write_exr, write_hdr
+from probewarp.baker.importer import export_exr_folder, import_folder
+from probewarp.baker.panorama import (CROSS_CELLS, cross_to_cube, cube_to_cross, cube_to_equirect, detect_layout,
+                                      direction_to_equirect, equirect_directions, equirect_to_cube)
+from probewarp.baker.probeset import ProbeSet
+from probewarp.baker.validation import ProbeSetError
 
 
 def f_smooth(d):
@@ -426,4 +428,5 @@ def test_library_does_not_print(tmp_path, capsys):
 
 def test_hdrio_module_has_no_print():
     import inspect
-    assert "print(" not in inspect.getsource(hdrio)
+    for mod in (hdrio, importer, panorama):
+        assert "print(" not in inspect.getsource(mod)

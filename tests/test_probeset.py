@@ -14,7 +14,9 @@ import pytest
 from probewarp.baker import config
 from probewarp.format import constants
 from probewarp.baker import probeset as psmod
-from probewarp.baker.probeset import LazyFaces, ProbeSet, ProbeSetError, SanitizeReport, validate
+from probewarp.baker.lazyfaces import LazyFaces
+from probewarp.baker.probeset import ProbeSet
+from probewarp.baker.validation import ProbeSetError, SanitizeReport, validate
 
 GRID = (2, 3, 4)
 LO = np.array([-1.0, 0.0, 2.0])

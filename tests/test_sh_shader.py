@@ -42,7 +42,7 @@ import shutil
 import numpy as np
 import pytest
 
-from probewarp.baselines.baselines import SphericalHarmonics, real_sh_basis, sh_count
+from probewarp.baselines.sh import SphericalHarmonics, real_sh_basis, sh_count
 from probewarp.format.errors import InputError
 from probewarp.baker.metrics import inverse_tonemap, tonemap
 from probewarp.runtime import shaders

@@ -7,7 +7,7 @@ float32, rendered at ``R * supersample`` and box-filtered down with
 How it is fast (on llvmpipe as on a GPU): one draw call renders thousands of
 probe faces. The render target is tiled into ``T x T`` squares (``T = R *
 supersample``); tile ``i`` holds probe ``i // 6``, face ``i % 6``.
-``shaders/capture.vs`` computes the face's clip coordinates straight from the
+``capture/shaders/capture.vs`` computes the face's clip coordinates straight from the
 cubemap convention (``x = dot(p - probe, U)``, ``y = dot(p - probe, V)``,
 ``w = dot(p - probe, MAJOR)``), clips to the face with
 ``gl_ClipDistance[0..3]`` and shifts the clip position into its tile. GL's
@@ -20,7 +20,7 @@ into spatially compact chunks of :data:`CHUNK_TRIANGLES` triangles, and each
 meets its frustum (base instance = tile, which the vertex shader reads from a
 per-instance attribute); chunks are ordered near to far from the batch's
 centre so the early depth test rejects more. The sky
-(``shaders/capture_sky.fs``) then fills the texels no geometry covered, with
+(``capture/shaders/capture_sky.fs``) then fills the texels no geometry covered, with
 depth test ``<=`` against the far plane. On 2 llvmpipe cores the vertex work
 of the draw is the larger part of the time, the shading of the covered texels
 the next.
@@ -48,8 +48,7 @@ capture depends on the batch size by a few ulps of coverage at triangle edges
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
-from functools import cached_property
+import importlib.resources
 
 import numpy as np
 import moderngl
@@ -58,12 +57,16 @@ from probewarp.baker.cubemap import MAJOR, U_AXIS, V_AXIS, downsample_box
 from probewarp.baker.probeset import ProbeSet
 from probewarp.runtime import shaders as _shaders
 from probewarp.capture.scene import Scene
+from probewarp.capture.sky import Sky
 
 #: ``GL_CLIP_DISTANCE0`` (``+ i`` for plane i).
 GL_CLIP_DISTANCE0 = 0x3000
 #: ``GL_DEPTH_CLAMP``: shadow casters in front of the shadow map's near plane
 #: keep casting (their depth clamps to 0).
 GL_DEPTH_CLAMP = 0x864F
+#: The capture room's GLSL (package data of probewarp.capture); their
+#: ``#include "common_cubemap.glsl"`` resolves in probewarp.shaders.
+SHADER_ROOT = importlib.resources.files("probewarp.capture") / "shaders"
 #: Largest side of the capture render target in texels (a float32 RGBA target
 #: of 4096^2 is 256 MiB); batches are sized to fit it.
 MAX_TARGET_SIDE = 4096
@@ -85,133 +88,6 @@ MAX_CHUNKS = 2048
 #: Shadow-map normal offset and depth bias, in shadow-map texels.
 SHADOW_NORMAL_BIAS_TEXELS = 1.5
 SHADOW_DEPTH_BIAS_TEXELS = 1.0
-
-
-# ---------------------------------------------------------------------------
-# the sky
-# ---------------------------------------------------------------------------
-
-def _vec3(v) -> tuple:
-    a = np.asarray(v, np.float64).reshape(3)
-    return tuple(float(x) for x in a)
-
-
-@dataclass(frozen=True)
-class Sky:
-    """Analytic HDR sky with a sun; all radiances linear RGB.
-
-    Parameters
-    ----------
-    sun_elevation_deg, sun_azimuth_deg : float
-        Sun direction ``(cos e sin a, sin e, cos e cos a)`` (y up; azimuth
-        from +z towards +x).
-    sun_radius_deg : float
-        Angular radius of the drawn disc (much larger than the real 0.27
-        degrees so that it survives R = 8 capture).
-    sun_radiance : (3,)
-        Radiance of the disc.
-    sun_irradiance : (3,)
-        Irradiance the sun delivers to a surface facing it (direct light);
-        independent of the disc (see the module Notes).
-    glow_radiance : (3,), glow_width_deg : float
-        Glow around the sun, ``glow * exp(-angle / width)``.
-    horizon, zenith : (3,)
-        Sky radiance at the horizon and straight up; in between
-        ``mix(horizon, zenith, d.y ** zenith_exponent)``.
-    zenith_exponent : float
-    ground_albedo : float
-        Of the world below the horizon: the dome below the horizon shows
-        ``ground_albedo * (E_sky + E_sun)/pi`` and the ambient term of
-        downward normals is the same.
-    """
-    sun_elevation_deg: float = 35.0
-    sun_azimuth_deg: float = 40.0
-    sun_radius_deg: float = 2.5
-    sun_radiance: tuple = (420.0, 380.0, 320.0)
-    sun_irradiance: tuple = (24.0, 22.0, 19.0)
-    glow_radiance: tuple = (6.0, 4.5, 3.0)
-    glow_width_deg: float = 10.0
-    horizon: tuple = (2.4, 2.6, 2.8)
-    zenith: tuple = (0.55, 1.0, 2.4)
-    zenith_exponent: float = 0.5
-    ground_albedo: float = 0.25
-
-    #: Below the horizon the dome fades to the ground colour over this much
-    #: of ``d.y`` (``SKY_GROUND_BLEND`` in ``shaders/common_sky.glsl``).
-    GROUND_BLEND = 0.1
-    #: Width of the disc's soft edge, degrees.
-    SUN_EDGE_DEG = 0.25
-
-    @property
-    def sun_direction(self) -> np.ndarray:
-        """``(3,)`` float64 unit vector towards the sun."""
-        e, a = np.radians(self.sun_elevation_deg), np.radians(self.sun_azimuth_deg)
-        return np.array([np.cos(e) * np.sin(a), np.sin(e), np.cos(e) * np.cos(a)])
-
-    def radiance(self, dirs, sun: bool = True, ground=None) -> np.ndarray:
-        """Sky radiance along directions (numpy twin of GLSL ``sky_radiance``).
-
-        Parameters
-        ----------
-        dirs : (..., 3) float, nonzero (normalised here)
-        sun : bool
-            Include the disc (the ambient integral leaves it out: the disc's
-            light is ``sun_irradiance``).
-
-        Returns
-        -------
-        (..., 3) float64
-        """
-        d = np.asarray(dirs, np.float64)
-        d = d / np.linalg.norm(d, axis=-1, keepdims=True)
-        h = d[..., 1:2]
-        hor, zen = np.array(self.horizon), np.array(self.zenith)
-        gnd = self.ambient[1] if ground is None else np.asarray(ground)
-        up = hor + (zen - hor) * np.maximum(h, 0.0) ** self.zenith_exponent
-        down = hor + (gnd - hor) * np.minimum(1.0, -h / self.GROUND_BLEND)
-        out = np.where(h >= 0.0, up, down)
-        ang = np.arccos(np.clip(d @ self.sun_direction, -1.0, 1.0))[..., None]
-        above = np.clip(1.0 + h / self.GROUND_BLEND, 0.0, 1.0)
-        out = out + np.array(self.glow_radiance) * np.exp(-ang / np.radians(self.glow_width_deg)) * above
-        if sun:
-            disc = np.clip((np.radians(self.sun_radius_deg) - ang) / np.radians(self.SUN_EDGE_DEG)
-                           + 0.5, 0.0, 1.0)
-            out = out + np.array(self.sun_radiance) * disc
-        return out
-
-    @cached_property
-    def ambient(self) -> tuple:
-        """``(sky, ground)``: (3,) float64 each, the ambient radiance factors.
-
-        ``sky`` is the cosine-weighted mean radiance of the upper hemisphere
-        without the disc (what an upward-facing white surface reflects of the
-        sky), ``ground = ground_albedo * (sky + E_sun max(sun.y, 0) / pi)``.
-        """
-        n = 256
-        th = (np.arange(n) + 0.5) / n * (np.pi / 2)        # polar angle from +y
-        ph = (np.arange(2 * n) + 0.5) / (2 * n) * (2 * np.pi)
-        T, Ph = np.meshgrid(th, ph, indexing="ij")
-        d = np.stack([np.sin(T) * np.cos(Ph), np.cos(T), np.sin(T) * np.sin(Ph)], -1)
-        w = np.cos(T) * np.sin(T)                          # cos * dA
-        L = self.radiance(d, sun=False, ground=np.zeros(3))
-        sky = (L * w[..., None]).sum((0, 1)) / w.sum()
-        sun_y = max(float(self.sun_direction[1]), 0.0)
-        ground = self.ground_albedo * (sky + np.array(self.sun_irradiance) * sun_y / np.pi)
-        return sky, ground
-
-    def _uniforms(self) -> dict:
-        sky, ground = self.ambient
-        return {
-            "u_sky_horizon": _vec3(self.horizon), "u_sky_zenith": _vec3(self.zenith),
-            "u_sky_exponent": float(self.zenith_exponent), "u_sky_ground": _vec3(ground),
-            "u_sun_dir": _vec3(self.sun_direction), "u_sun_radiance": _vec3(self.sun_radiance),
-            "u_sun_radius": float(np.radians(self.sun_radius_deg)),
-            "u_sun_edge": float(np.radians(self.SUN_EDGE_DEG)),
-            "u_glow_radiance": _vec3(self.glow_radiance),
-            "u_glow_width": float(np.radians(self.glow_width_deg)),
-            "u_sun_diffuse": _vec3(np.array(self.sun_irradiance) / np.pi),
-            "u_ambient_sky": _vec3(sky), "u_ambient_ground": _vec3(ground),
-        }
 
 
 # ---------------------------------------------------------------------------
@@ -496,11 +372,11 @@ class Capturer:
     def _build(self, shadow_size: int):
         ctx, scene = self.ctx, self.scene
         unlit = self.lighting == "unlit"
-        self._prog = self._keep(_shaders.program(ctx, "capture.vs", "capture.fs",
+        self._prog = self._keep(_shaders.program(ctx, "capture.vs", "capture.fs", root=SHADER_ROOT,
                                                  defines={"LIGHTING_UNLIT": int(unlit),
                                                           "SHADOW_TAPS": self.shadow_taps}))
         self._sky_prog = self._keep(_shaders.program(
-            ctx, "capture_sky.vs", "capture_sky.fs",
+            ctx, "capture_sky.vs", "capture_sky.fs", root=SHADER_ROOT,
             defines={"SKY_GROUND_BLEND": float(Sky.GROUND_BLEND)}))
         self._sky_vao = self._keep(ctx.vertex_array(self._sky_prog, []))
         uni = self.sky._uniforms()
@@ -557,7 +433,7 @@ class Capturer:
         ctx.viewport = (0, 0, shadow_size, shadow_size)
         sfbo.clear(depth=1.0)
         if self._n_index and self.lighting == "lit":
-            sprog = self._keep(_shaders.program(ctx, "shadow.vs", "shadow.fs"))
+            sprog = self._keep(_shaders.program(ctx, "shadow.vs", "shadow.fs", root=SHADER_ROOT))
             sprog["u_light_clip"].write(_mat(clip))
             svao = self._keep(ctx.vertex_array(sprog, [(self._vbo, "3f 36x", "in_position")],
                                                index_buffer=self._ibo, index_element_size=4))
