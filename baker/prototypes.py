@@ -1,9 +1,17 @@
 """The learner: warped prototypes and N-sparse codes (DESIGN-NOTES §3-§6).
 
-:class:`ProbeCodec` is an estimator (scikit-learn style): ``__init__`` only
-stores parameters, :meth:`ProbeCodec.fit` learns, learned state ends in
-``_``, :meth:`ProbeCodec.encode` codes new probes with fixed prototypes and
-:meth:`ProbeCodec.decode` reconstructs at any position.
+:class:`ProbeCodec` is an estimator with the baselines' interface
+(:mod:`probewarp.baselines.baselines`, scikit-learn style): ``__init__`` only
+stores keyword parameters (:meth:`~ProbeCodec.get_params`,
+:meth:`~ProbeCodec.set_params`, ``repr``); :meth:`~ProbeCodec.fit` learns
+prototypes and the training set's codes, learned state ending in ``_``;
+:meth:`~ProbeCodec.encode` codes new probes against the fixed prototypes;
+:meth:`~ProbeCodec.decode` reconstructs from codes at any positions;
+:meth:`~ProbeCodec.reconstruct` is ``decode(encode(...))`` (the fitted set
+with its fitted codes when called without arguments) and
+:meth:`~ProbeCodec.fit_reconstruct` fits and reconstructs. Unlike the
+baselines, whose codes carry no geometry, encode and decode take the probe
+positions as well (every prototype is warped to the position it is seen from).
 
 The method, per outer iteration (each step never increases the loss):
 
@@ -119,6 +127,25 @@ def _kmeanspp(X: np.ndarray, M: int, rng: np.random.Generator, n_lloyd: int = 8)
     return labels
 
 
+#: Constructor parameters, in order (get_params / set_params / __repr__).
+_PARAMS = ("n_prototypes", "n_taps", "prototype_res", "domain", "warp", "fit_radius", "radius", "n_iter",
+           "n_cg", "n_near", "n_content", "texel_format", "seed", "reg", "progress")
+
+#: Probes coded per chunk by :meth:`ProbeCodec.encode` (bounds its working memory).
+ENCODE_CHUNK = 4096
+#: :meth:`ProbeCodec.encode` also tries the supports of this many nearest fitted probes' codes.
+ENCODE_NEIGHBOUR_CODES = 4
+
+
+def _unique_rows(cand: np.ndarray) -> np.ndarray:
+    """Candidate rows (P, K) int with duplicates within a row replaced by -1 (unused): (P, K) int32."""
+    cand = np.sort(cand, axis=1)
+    dup = np.zeros_like(cand, dtype=bool)
+    dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
+    cand[dup] = -1
+    return np.ascontiguousarray(cand.astype(np.int32))
+
+
 class ProbeCodec:
     """Warped prototypes with N-sparse codes.
 
@@ -167,6 +194,24 @@ class ProbeCodec:
     weights_ : (P, N) float32, quantised
     positions_ : (P, 3) float64
     history_ : list of dict, one per phase: stage, iteration, loss, psnr_db, seconds
+    R_, Rp_, k_ : int
+        Probe resolution, prototype resolution, sub-samples per texel side.
+
+    Methods
+    -------
+    fit(positions, faces) -> self
+    encode(positions, faces) -> (indices (P, N) int32, weights (P, N) float32)
+    decode(positions, indices, weights) -> (P, 6, R, R, 3) float32 radiance
+    reconstruct(positions=None, faces=None), fit_reconstruct(positions, faces)
+    get_params(), set_params(**params)
+
+    Notes
+    -----
+    :meth:`encode` runs one coding pass with the loss weights of the input
+    itself; in the ``'linear'`` domain :meth:`fit` refreshes those weights
+    from its reconstruction every iteration (IRLS), which encode does not.
+    There is no ``partial_fit``: prototypes are learned from one page of
+    probes held in memory.
     """
 
     def __init__(self, n_prototypes=256, n_taps=4, prototype_res=None, domain="tonemap", warp=True,
@@ -188,14 +233,44 @@ class ProbeCodec:
         self.reg = reg
         self.progress = progress
 
+    # -- parameters (scikit-learn style) -------------------------------------
+    def get_params(self, deep: bool = True) -> dict:
+        """The constructor's keyword parameters: ``ProbeCodec(**c.get_params())`` is an unfitted twin."""
+        return {k: getattr(self, k) for k in _PARAMS}
+
+    def set_params(self, **params) -> "ProbeCodec":
+        """Set constructor parameters by name (learned state is not touched); returns ``self``."""
+        for k, v in params.items():
+            if k not in _PARAMS:
+                raise InputError(f"{k}: not a ProbeCodec parameter (valid: {', '.join(_PARAMS)})")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+        return f"{type(self).__name__}({args})"
+
     # -- validation ---------------------------------------------------------
-    def _check(self, positions, faces):
-        positions = np.asarray(positions, dtype=np.float64)
-        faces = np.asarray(faces)
+    @staticmethod
+    def _check_positions(positions):
+        positions = np.asarray(positions)
         if positions.ndim != 2 or positions.shape[1] != 3:
             raise InputError(f"positions: expected (P, 3), got {positions.shape}")
+        if positions.dtype.kind not in "fiu":
+            raise InputError(f"positions: expected a real dtype, got {positions.dtype}")
+        positions = positions.astype(np.float64)
+        if not np.isfinite(positions).all():
+            bad = int(np.flatnonzero(~np.isfinite(positions).all(axis=1))[0])
+            raise InputError(f"positions: probe {bad} is not finite")
+        return positions
+
+    def _check(self, positions, faces):
+        positions = self._check_positions(positions)
+        faces = np.asarray(faces)
         if faces.ndim != 5 or faces.shape[1] != 6 or faces.shape[2] != faces.shape[3] or faces.shape[4] != 3:
             raise InputError(f"faces: expected (P, 6, R, R, 3), got {faces.shape}")
+        if faces.dtype.kind != "f":
+            raise InputError(f"faces: expected float16/float32/float64, got {faces.dtype}")
         if faces.shape[0] != positions.shape[0]:
             raise InputError(f"faces has {faces.shape[0]} probes but positions has {positions.shape[0]}")
         if self.domain not in ("tonemap", "linear"):
@@ -263,12 +338,7 @@ class ProbeCodec:
             cand = np.concatenate([near, content], axis=1)
         else:
             cand = near
-        # drop duplicates within a row (-1 marks unused)
-        cand = np.sort(cand, axis=1)
-        dup = np.zeros_like(cand, dtype=bool)
-        dup[:, 1:] = cand[:, 1:] == cand[:, :-1]
-        cand[dup] = -1
-        return np.ascontiguousarray(cand.astype(np.int32))
+        return _unique_rows(cand)
 
     def _code(self, x, Y, wt, cand, sub, idx, w, err):
         K._code(x, sub, self.centres_, self.radii_, self.J_, self.Rp_, Y, wt, cand,
@@ -461,8 +531,107 @@ class ProbeCodec:
         self.fit_seconds_ = time.perf_counter() - t0
         return self
 
-    def reconstruct(self) -> np.ndarray:
-        """The fitted probes decoded at their own positions: (P, 6, R, R, 3) float32 radiance."""
+    def _check_fitted(self):
+        if not hasattr(self, "prototypes_"):
+            raise RuntimeError("ProbeCodec is not fitted; call fit(positions, faces) first")
+
+    def encode(self, positions: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Code new probes against the fixed learned prototypes.
+
+        The coding step of :meth:`fit` (same candidates: the ``n_near``
+        spatially nearest prototypes plus the ``n_content`` best-correlated;
+        same non-negative OMP kernel, same loss weights), with ``centres_``,
+        ``radii_`` and ``prototypes_`` left as they are. Greedy OMP from
+        scratch misses many of the supports fit reached over its iterations,
+        so each probe then also tries, through the same kernel, the support
+        of each of the :data:`ENCODE_NEIGHBOUR_CODES` nearest fitted probes'
+        codes; the lowest-error code is kept. Weights are quantised to their
+        stored 8-bit form last, as :meth:`fit`'s finish does.
+
+        Parameters
+        ----------
+        positions : (P, 3) float
+        faces : (P, 6, R, R, 3) float16/float32/float64 linear radiance, R the
+            resolution of the fitted probes (``R_``)
+
+        Returns
+        -------
+        indices : (P, N) int32, prototype indices into ``prototypes_``
+        weights : (P, N) float32, quantised, non-negative (0 = unused tap)
+        """
+        self._check_fitted()
+        x, faces = self._check(positions, faces)
+        if faces.shape[2] != self.R_:
+            raise InputError(f"faces: resolution {faces.shape[2]} differs from the fitted probes' {self.R_}")
+        P = x.shape[0]
+        idx = np.zeros((P, self.n_taps), np.int32)
+        w = np.zeros((P, self.n_taps), np.float32)
         sub = sub_directions(self.R_, self.k_)
-        Yhat = self._render(self.positions_, self.J_, self.indices_, self.weights_, sub)
+        n_nb = min(ENCODE_NEIGHBOUR_CODES, self.positions_.shape[0])
+        tree = cKDTree(self.positions_)
+        for a in range(0, P, ENCODE_CHUNK):     # bounded memory: one chunk in the blend domain at a time
+            xs = np.ascontiguousarray(x[a:a + ENCODE_CHUNK])
+            Y = np.ascontiguousarray(to_domain(faces[a:a + ENCODE_CHUNK], self.domain))
+            wt = self._loss_weights(Y)
+            ic, wc = idx[a:a + ENCODE_CHUNK], w[a:a + ENCODE_CHUNK]
+            err = np.full(xs.shape[0], np.inf)
+            self._code(xs, Y, wt, self._candidates(xs, _content_features(Y, self.R_)), sub, ic, wc, err)
+            near = np.asarray(tree.query(xs, k=n_nb)[1]).reshape(xs.shape[0], n_nb)
+            for j in range(n_nb):               # each pass keeps a probe's code unless it improves on it
+                self._code(xs, Y, wt, _unique_rows(self.indices_[near[:, j]]), sub, ic, wc, err)
+        w[:] = texformats.quantize_weights(w)
+        return idx, w
+
+    def decode(self, positions: np.ndarray, indices: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Reconstruct probes from codes, every prototype warped to its position.
+
+        DESIGN-NOTES §4: ``probe(x)(d) = sum_k w_k J_{m_k}(s(x, c, rho, d))``,
+        blended in the blend domain, each texel the mean of its ``k x k``
+        sub-texel samples, then mapped back to radiance.
+
+        Parameters
+        ----------
+        positions : (P, 3) float
+        indices : (P, N) int, in ``0 .. M-1``
+        weights : (P, N) float
+
+        Returns
+        -------
+        faces : (P, 6, R, R, 3) float32 linear radiance, R = ``R_``
+        """
+        self._check_fitted()
+        x = self._check_positions(positions)
+        idx = np.asarray(indices)
+        w = np.asarray(weights)
+        P, M = x.shape[0], self.centres_.shape[0]
+        if idx.ndim != 2 or idx.shape[0] != P or idx.shape[1] < 1:
+            raise InputError(f"indices: expected (P, N) with P = {P} positions, got {idx.shape}")
+        if idx.dtype.kind not in "iu":
+            raise InputError(f"indices: expected an integer dtype, got {idx.dtype}")
+        if idx.size and (idx.min() < 0 or idx.max() >= M):
+            raise InputError(f"indices: values must be in 0..{M - 1}, got {idx.min()}..{idx.max()}")
+        if w.shape != idx.shape:
+            raise InputError(f"weights: expected {idx.shape} like indices, got {w.shape}")
+        if w.dtype.kind != "f" or not np.isfinite(w).all():
+            raise InputError(f"weights: expected finite floats, got {w.dtype}")
+        sub = sub_directions(self.R_, self.k_)
+        Yhat = self._render(np.ascontiguousarray(x), self.J_, np.ascontiguousarray(idx, np.int32),
+                            np.ascontiguousarray(w, np.float32), sub)
         return from_domain(Yhat, self.domain, self.R_)
+
+    def reconstruct(self, positions: np.ndarray | None = None, faces: np.ndarray | None = None) -> np.ndarray:
+        """``decode(positions, *encode(positions, faces))``: (P, 6, R, R, 3) float32 radiance.
+
+        Without arguments: the fitted probes decoded at their own positions
+        with their fitted codes (``positions_``, ``indices_``, ``weights_``).
+        """
+        if positions is None and faces is None:
+            self._check_fitted()
+            return self.decode(self.positions_, self.indices_, self.weights_)
+        if positions is None or faces is None:
+            raise InputError("reconstruct: give both positions and faces, or neither (the fitted set)")
+        return self.decode(positions, *self.encode(positions, faces))
+
+    def fit_reconstruct(self, positions: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """Fit on the probes and reconstruct them with the fitted codes: (P, 6, R, R, 3) float32."""
+        return self.fit(positions, faces).reconstruct()

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from probewarp.baselines import compare as cmp
-from probewarp.baker.probeset import ProbeSet
+from probewarp.capture.builtin import builtin_probes
 from probewarp.baker.report import write_json
 
 HERE = Path(__file__).resolve().parent
@@ -42,16 +42,11 @@ def main():
     args = ap.parse_args()
 
     cache = Path("out/bench") / f"builtin_{'x'.join(map(str, args.n))}_R{args.res}.npz"
-    if not cache.exists():
-        from probewarp.capture.capture import capture_grid
-        from probewarp.capture.scene import Scene
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        scene = Scene.builtin(seed=0)
-        lo, hi = scene.builtin_grid()
-        t0 = time.perf_counter()
-        capture_grid(scene, lo, hi, args.n, args.res).save(cache)
+    t0 = time.perf_counter()
+    fresh = not cache.exists()
+    probes = builtin_probes(args.n, args.res, cache=cache, seed=0)
+    if fresh:
         print(f"captured {cache} in {time.perf_counter() - t0:.1f} s", flush=True)
-    probes = ProbeSet.load(cache)
     faces = probes.faces_array(np.float32)
     t0 = time.perf_counter()
     result = cmp.compare(probes.positions, faces, grid=probes.lattice,

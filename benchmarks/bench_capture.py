@@ -1,4 +1,4 @@
-"""Probe-capture throughput on the builtin scene (probewarp.capture.capture).
+"""Probe-capture throughput on the builtin scene (probewarp.capture.capturer).
 
 Measures warm capture throughput (probes per second, median of repeats) at
 R = 8 and R = 16 with the default supersample (4) and batch size, then the
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probewarp.capture.capture import Capturer, grid_positions
+from probewarp.capture.capturer import Capturer, grid_positions
 from probewarp.runtime.gl import create_context
 from probewarp.capture.scene import Scene
 

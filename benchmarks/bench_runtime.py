@@ -48,6 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
+from probewarp.format.atomic import atomic_path
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 RESULTS = HERE / "results"
@@ -61,37 +63,25 @@ TARGET_RATIO = 0.5          # the issue: our per-texel cost at most half of SH o
 
 def probes_and_archive(args, log):
     """Captured probes of the builtin scene and their bake (cached)."""
-    from probewarp.baker.probeset import ProbeSet
     tag = f"builtin_{'x'.join(map(str, args.n))}_R{args.res}"
     probes_path = CACHE / f"{tag}.npz"
     archive = CACHE / f"{tag}_M{args.prototypes}_N{args.taps}_it{args.iterations}_s{args.seed}.pwa"
     info = {"probes": str(probes_path.relative_to(ROOT)), "archive": str(archive.relative_to(ROOT))}
     CACHE.mkdir(parents=True, exist_ok=True)
-    if not probes_path.exists():
-        from probewarp.capture.capture import capture_grid
-        from probewarp.capture.scene import Scene
-        scene = Scene.builtin(seed=0)
-        lo, hi = scene.builtin_grid()
-        t0 = time.perf_counter()
-        capture_grid(scene, lo, hi, args.n, args.res).save(probes_path)
+    from probewarp.capture.builtin import builtin_probes
+    t0 = time.perf_counter()
+    fresh = not probes_path.exists()
+    probes = builtin_probes(args.n, args.res, cache=probes_path, seed=0)
+    if fresh:
         info["capture_s"] = time.perf_counter() - t0
         log(f"captured {probes_path} in {info['capture_s']:.1f} s")
-    probes = ProbeSet.load(probes_path)
     if not archive.exists():
-        from probewarp.format.archive import write_archive
-        from probewarp.baker.bake import archive_meta, bake
-        faces = probes.faces_array(np.float32)
-        t0 = time.perf_counter()
-        pages, report = bake(probes.positions, faces, n_prototypes=args.prototypes, n_taps=args.taps,
-                             page_probes=max(probes.n_probes, 1), grid=probes.lattice,
-                             seed=args.seed, n_iter=args.iterations, domain="tonemap",
-                             texel_format="rgba16f")
-        info["bake_s"] = time.perf_counter() - t0
-        meta = archive_meta(probes.n_probes, report, probes.lattice)
-        tmp = archive.with_name(archive.name + ".part")
-        write_archive(tmp, meta, pages)
-        os.replace(tmp, archive)
-        log(f"baked {archive} ({report['n_pages']} page) in {info['bake_s']:.1f} s")
+        from probewarp.baker.pipeline import bake_probeset
+        r = bake_probeset(probes, archive, n_prototypes=args.prototypes, n_taps=args.taps,
+                          page_probes=max(probes.n_probes, 1), seed=args.seed, n_iter=args.iterations,
+                          domain="tonemap", texel_format="rgba16f", validate=False, report=False, score=False)
+        info["bake_s"] = r.seconds["bake"]
+        log(f"baked {archive} ({r.n_pages} page) in {info['bake_s']:.1f} s")
     info["archive_bytes"] = archive.stat().st_size
     return probes, archive, info
 
@@ -108,10 +98,9 @@ def synthetic_field(args, log):
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        tmp = path.with_name(path.name + ".part")
-        make_archive(tmp, g, lo, hi, page_probes=args.field_page_probes, M=args.field_prototypes,
-                     N=args.taps, Rp=args.res, seed=args.seed)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            make_archive(tmp, g, lo, hi, page_probes=args.field_page_probes, M=args.field_prototypes,
+                         N=args.taps, Rp=args.res, seed=args.seed)
         log(f"wrote synthetic field {path} in {time.perf_counter() - t0:.1f} s")
     return path, np.array(lo), np.array(hi)
 
@@ -123,7 +112,7 @@ def synthetic_field(args, log):
 def distinct_prototypes(archive, q):
     """CPU: per position, the code entries with weight > 0 before merging and the
     distinct prototypes after (pw_code_at + pw_code_merge, common_probewarp.glsl)."""
-    from probewarp.baker.bake import Decoder
+    from probewarp.baker.decoder import Decoder
     dec = Decoder(archive)
     ids, sw = dec.stencil(q)
     idx = dec.codes_idx[ids].reshape(len(q), -1)
@@ -134,7 +123,7 @@ def distinct_prototypes(archive, q):
 
 
 def decode_cost(ctx, args, probes, archive, log):
-    from probewarp.baselines.baselines import SphericalHarmonics
+    from probewarp.baselines.sh import SphericalHarmonics
     from probewarp.baker.metrics import QualityAccumulator
     from probewarp.runtime.decode import CubemapDecoder
     from probewarp.runtime.gl import CubemapArray
@@ -149,7 +138,7 @@ def decode_cost(ctx, args, probes, archive, log):
     acc = QualityAccumulator()
     acc.update(faces, sh.decode(coeffs))
     sh_psnr = acc.result()["psnr_db"]
-    from probewarp.baker.bake import Decoder
+    from probewarp.baker.decoder import Decoder
     pw_psnr = Decoder(archive).score(probes.positions, faces).result()["psnr_db"]
     log(f"quality on the {probes.n_probes} captured probes: probewarp {pw_psnr:.2f} dB, "
         f"SH order 6 (tonemap) {sh_psnr:.2f} dB")

@@ -60,7 +60,7 @@ def _load_scene(spec: str, seed: int):
 
 
 def cmd_capture(args) -> int:
-    from probewarp.capture.capture import capture_grid
+    from probewarp.capture.capturer import capture_grid
     scene = _load_scene(args.scene, args.seed)
     lo, hi = args.lo, args.hi
     if lo is None or hi is None:
@@ -83,7 +83,7 @@ def cmd_capture(args) -> int:
 
 
 def cmd_import(args) -> int:
-    from probewarp.baker.hdrio import import_folder
+    from probewarp.baker.importer import import_folder
     # import_folder validates (errors name the CSV line); with --sanitize it
     # leaves that to the repair pass instead.
     probes = import_folder(args.folder, args.csv, args.res, layout=args.layout,
@@ -97,7 +97,7 @@ def cmd_import(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from probewarp.baker.hdrio import export_exr_folder
+    from probewarp.baker.importer import export_exr_folder
     from probewarp.baker.probeset import ProbeSet
     probes = ProbeSet.load(args.input)
     export_exr_folder(probes, args.output, layout=args.layout)
@@ -105,83 +105,41 @@ def cmd_export(args) -> int:
     return errors.EXIT_OK
 
 
-def _load_probes(path, sanitize: bool):
-    """Load (and validate, or repair with a report) a probe set."""
-    from probewarp.baker.probeset import ProbeSet
-    probes = ProbeSet.load(path, validate=not sanitize)
-    report = probes.validate(name=str(path), sanitize=True) if sanitize else None
-    return probes, report
-
-
 def cmd_bake(args) -> int:
-    out = Path(args.output)
-    if out.suffix != ".pwa":
-        raise InputError(f"{out}: archives end in .pwa")
-    probes, srep = _load_probes(args.input, args.sanitize)
+    from probewarp.baker import pipeline
+    out = pipeline.archive_path(args.output)
+    probes, srep = pipeline.load_probes(args.input, sanitize=args.sanitize)
     if srep is not None:
         print(srep.summary())
-    _bake_and_report(probes, out, args)
+    _bake(probes, out, n_prototypes=args.prototypes, n_taps=args.taps, prototype_res=args.prototype_res,
+          page_probes=args.page_probes, seed=args.seed, n_iter=args.iterations, domain=args.domain,
+          warp=not args.no_warp, texel_format=args.format)
     return errors.EXIT_OK
 
 
-def _bake_and_report(probes, out: Path, args) -> dict:
-    """Bake, write the archive, score it by decoding it, write report and plots."""
-    from probewarp.format.archive import write_archive
-    from probewarp.baker.bake import Decoder, archive_meta, bake
-    from probewarp.baker import report as rep
-
-    faces = probes.faces_array()
-    P = probes.n_probes
-    n_pages_est = max(1, -(-P // args.page_probes))
-    stages = n_pages_est * (2 + 3 * args.iterations + 1)
-    t0 = time.perf_counter()
-    with _progress("bake", stages, unit="phase") as bar:
+def _bake(probes, out: Path, **kw):
+    """:func:`probewarp.baker.pipeline.bake_probeset` of a checked set with a
+    progress bar (one step per learner phase); print the summary."""
+    from probewarp.baker.pipeline import bake_probeset
+    phases_per_page = 2 + 3 * kw.get("n_iter", 4) + 1
+    with _progress("bake", None, unit="phase") as bar:
         def progress(page, n_pages, stage, info):
+            if bar.total is None:
+                bar.total = n_pages * phases_per_page
+                bar.refresh()
             bar.set_postfix_str(f"page {page + 1}/{n_pages} {stage} {info.get('psnr_db', 0):.2f} dB")
             bar.update(1)
-        pages, report = bake(probes.positions, faces, n_prototypes=args.prototypes, n_taps=args.taps,
-                             prototype_res=args.prototype_res, page_probes=args.page_probes,
-                             grid=probes.lattice,
-                             seed=args.seed, progress=progress,
-                             n_iter=args.iterations, domain=args.domain, warp=not args.no_warp,
-                             texel_format=args.format)
-    bake_s = time.perf_counter() - t0
-    meta = archive_meta(P, report, probes.lattice)
-    size = write_archive(out, meta, pages)
-    # the published numbers come from decoding the archive as written
-    t1 = time.perf_counter()
-    acc = Decoder(out).score(probes.positions, faces)
-    q = acc.result()
-    decode_s = time.perf_counter() - t1
-    paths = rep.report_paths(out)
-    phases = {}
-    for hist in report["pages"]:
-        prev = 0.0
-        for h in hist:
-            phases[h["stage"]] = phases.get(h["stage"], 0.0) + h["seconds"] - prev
-            prev = h["seconds"]
-    summary = {
-        "archive": str(out), "input": str(probes.source), "n_probes": P, "probe_res": probes.resolution,
-        "psnr_db": q["psnr_db"], "log_rmse": q["log_rmse"], "bytes_per_probe": size / P, "file_bytes": size,
-        "seconds": {"bake": bake_s, "decode_check": decode_s, "phases": phases},
-        "parameters": {"prototypes": args.prototypes, "taps": args.taps, "prototype_res": report["prototype_res"],
-                       "page_probes": args.page_probes, "seed": args.seed, "iterations": args.iterations,
-                       "domain": args.domain, "warp": not args.no_warp, "texel_format": args.format},
-        "n_pages": report["n_pages"], "loss_per_iteration": report["pages"],
-        "per_probe_psnr_db": acc.per_probe_psnr}
-    rep.write_json(paths["json"], summary)
-    rep.plot_loss(paths["loss_png"], report["pages"])
-    rep.plot_error_map(paths["error_png"], probes.positions, acc.per_probe_psnr)
-    print(f"baked {P} probes into {report['n_pages']} page(s) in {bake_s:.1f} s -> {out}")
-    print(f"  PSNR {q['psnr_db']:.2f} dB   log-RMSE {q['log_rmse']:.4f}   {size / P:.1f} bytes/probe "
-          f"({size} bytes)")
+        r = bake_probeset(probes, out, validate=False, progress=progress, **kw)
+    paths = r.report_paths
+    print(f"baked {r.n_probes} probes into {r.n_pages} page(s) in {r.seconds['bake']:.1f} s -> {out}")
+    print(f"  PSNR {r.psnr_db:.2f} dB   log-RMSE {r.log_rmse:.4f}   {r.bytes_per_probe:.1f} bytes/probe "
+          f"({r.file_bytes} bytes)")
     print(f"  report {paths['json']}, plots {paths['loss_png']}, {paths['error_png']}")
-    return summary
+    return r
 
 
 def cmd_decode(args) -> int:
-    import numpy as np
-    from probewarp.baker.bake import Decoder
+    from probewarp.baker.decoder import Decoder
     try:
         pos = np.load(args.at)
     except (OSError, ValueError) as e:
@@ -207,32 +165,25 @@ def cmd_decode(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    probes, _ = _load_probes(args.input, False)
-    _run_compare(probes, Path(args.out), "compare", prototype_res=args.prototype_res,
-                 n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations,
-                 seed=args.seed, heldout=not args.no_heldout,
-                 super_resolution=not args.no_super_resolution)
+    from probewarp.baker.pipeline import load_probes
+    probes, _ = load_probes(args.input)
+    _compare(probes, Path(args.out), "compare", prototype_res=args.prototype_res,
+             n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations,
+             seed=args.seed, heldout=not args.no_heldout,
+             super_resolution=not args.no_super_resolution)
     print(f"\nwrote {Path(args.out) / 'compare.json'} and {Path(args.out) / 'compare.png'}")
     return errors.EXIT_OK
 
 
-def _run_compare(probes, out: Path, label: str, **kw) -> dict:
-    """Run :func:`compare` with a progress bar; write OUT/compare.json and
-    compare.png; print the table."""
+def _compare(probes, out: Path, label: str, **kw) -> dict:
+    """:func:`probewarp.baselines.compare.compare_probeset` (writes OUT/compare.json
+    and compare.png) with a progress bar; print the table."""
     from probewarp.baselines import compare as cmp
-    from probewarp.baker.report import write_json
-    out.mkdir(parents=True, exist_ok=True)
-    # the held-out split and SH grids need a full grid; sparse grids compare as scattered sets
-    grid = probes.lattice if probes.grid_dense else None
     with _progress(label, None, unit="method") as bar:
         def progress(name):
             bar.set_postfix_str(name)
             bar.update(1)
-        result = cmp.compare(probes.positions, probes.faces_array(np.float32), grid=grid,
-                             progress=progress, **kw)
-    result["input"] = str(probes.source)
-    write_json(out / "compare.json", result)
-    cmp.plot_rate_distortion(out / "compare.png", result)
+        result = cmp.compare_probeset(probes, out, progress=progress, **kw)
     print(cmp.format_table(result))
     return result
 
@@ -286,32 +237,23 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """The main job on the built-in scene: capture, bake, score, compare."""
-    from probewarp.capture.capture import capture_grid
-    from probewarp.capture.scene import Scene
+    """The main job on the built-in scene (:mod:`probewarp.demo.job`): capture, bake, score, compare."""
+    from probewarp.demo import job
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    scene = Scene.builtin(seed=args.seed)
-    lo, hi = scene.builtin_grid()
     n = args.n
     total = int(n[0]) * int(n[1]) * int(n[2])
     t0 = time.perf_counter()
     with _progress("1/3 capture the built-in scene", total) as bar:
-        probes = capture_grid(scene, lo, hi, n, args.res, progress=lambda done, total: bar.update(done - bar.n))
-    path = out / "probes.npz"
-    probes.save(path)
-    probes = type(probes).load(path)
+        probes = job.capture_step(out, n=n, res=args.res, seed=args.seed,
+                                  progress=lambda done, total: bar.update(done - bar.n))
     print(f"built-in scene: {probes.n_probes} probes at R={probes.resolution} captured in "
-          f"{time.perf_counter() - t0:.1f} s -> {path}")
-    bake_args = argparse.Namespace(prototypes=args.prototypes, taps=args.taps, prototype_res=None,
-                                   page_probes=16384, seed=args.seed, iterations=args.iterations,
-                                   domain="tonemap", no_warp=False, format="rgba16f")
+          f"{time.perf_counter() - t0:.1f} s -> {out / job.PROBES_NAME}")
+    kw = dict(n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations, seed=args.seed)
     print("2/3 bake")
-    _bake_and_report(probes, out / "probes.pwa", bake_args)
+    _bake(probes, out / job.ARCHIVE_NAME, **kw)
     if args.no_compare:
         return errors.EXIT_OK
-    _run_compare(probes, out, "3/3 compare", n_prototypes=args.prototypes, n_taps=args.taps,
-                 n_iter=args.iterations, seed=args.seed)
+    _compare(probes, out, "3/3 compare", **kw)
     print(f"\nwrote {out}/: probes.npz, probes.pwa (+ report and plots), compare.json, compare.png")
     return errors.EXIT_OK
 

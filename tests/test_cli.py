@@ -83,7 +83,7 @@ def test_decode_backend_gl_matches_cpu(probe_file, tmp_path, gl):
     import subprocess
     import sys
     from probewarp.baker.metrics import tonemap
-    from test_runtime_decode import PARITY_TOL
+    from tolerances import PARITY_TOL
     out = tmp_path / "a.pwa"
     assert main(["bake", str(probe_file), "-o", str(out), "--prototypes", "6", "--taps", "2",
                  "--prototype-res", "4", "--iterations", "1"]) == 0
@@ -105,7 +105,7 @@ def test_sparse_grid_bakes_and_reports_its_hash(tmp_path, capsys):
     """A sparse grid (probes on some lattice points) bakes through the CLI and
     `info` shows the spatial hash; decoding at an empty lattice point blends the
     neighbours that exist."""
-    from probewarp.baker.bake import Decoder
+    from probewarp.baker.decoder import Decoder
     g, faces = _field(R=4, n=4)
     keep = np.random.default_rng(0).random(len(g)) < 0.6
     p = tmp_path / "sparse.npz"
@@ -123,3 +123,38 @@ def test_sparse_grid_bakes_and_reports_its_hash(tmp_path, capsys):
     hole = g[np.flatnonzero(~keep)[0]]
     ids, w = dec.stencil(hole[None])
     assert np.isclose(w.sum(), 1.0) and np.all(np.isin(ids[0][w[0] > 0], np.arange(keep.sum())))
+
+
+def test_progress_bar_is_drawn_on_a_terminal_and_not_on_a_pipe(tmp_path, in_terminal):
+    """`probewarp export` shows tqdm's bar when stderr is a terminal (run under a
+    pty: tqdm disables itself on pipes, so capsys would see nothing either
+    way) and draws nothing when stderr is a pipe."""
+    import subprocess
+    import sys
+    rng = np.random.default_rng(0)
+    src = tmp_path / "s.npz"
+    ProbeSet(positions=rng.random((5, 3)).astype(np.float32),
+             faces=rng.random((5, 6, 4, 4, 3)).astype(np.float32)).save(src)
+    cmd = [sys.executable, "-m", "probewarp.cli.main", "export", str(src), "-o"]
+    rc, shown = in_terminal(cmd + [str(tmp_path / "tty")])
+    assert rc == 0, shown
+    assert "export probes" in shown and "100%" in shown and "5/5" in shown, shown
+    piped = subprocess.run(cmd + [str(tmp_path / "pipe")], capture_output=True, text=True, timeout=120)
+    assert piped.returncode == 0, piped.stderr
+    assert "export probes" not in piped.stderr and "%" not in piped.stderr, piped.stderr
+
+
+@pytest.mark.parametrize("argv", [["capture", "builtin", "--n", "2", "2", "2", "-o", "{tmp}/c.npz"],
+                                  ["demo", "--out", "{tmp}/demo"]])
+def test_capture_without_its_extra_says_what_to_install(tmp_path, argv):
+    """With trimesh not importable, `capture` and `demo` exit 4 with the pip
+    command of the extra and write nothing (one import guard: capture/__init__.py)."""
+    import subprocess
+    import sys
+    argv = [a.format(tmp=tmp_path) for a in argv]
+    code = ("import sys; sys.modules['trimesh'] = None; from probewarp.cli.main import main; "
+            f"sys.exit(main({argv!r}))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 4, r.stderr
+    assert "trimesh" in r.stderr and "pip install 'probewarp[capture]'" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
