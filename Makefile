@@ -11,7 +11,7 @@ OUT    ?= out/demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,capture,window]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -8,12 +8,20 @@ GL fixtures
 ``gl`` (function): the same context, asserting ``GL_NO_ERROR`` before and
 after the test. Tests use ``gl``; ``gl_ctx`` is for other fixtures.
 
+Terminal fixture
+----------------
+``in_terminal``: runs a command with stdout and stderr on a pseudo-terminal
+(100 columns) and returns ``(returncode, text drawn)``, so that what only
+draws on a terminal (tqdm bars, which disable themselves on pipes) can be
+asserted on.
+
 If no EGL context can be made the GL tests skip, saying why; set
 ``PROBEWARP_REQUIRE_GL=1`` (CI does) to make that a failure instead.
 """
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 
 import pytest
@@ -46,3 +54,34 @@ def gl(gl_ctx):
     yield gl_ctx
     err = gl_ctx.error
     assert err == "GL_NO_ERROR", f"test left a GL error behind: {err}"
+
+
+@pytest.fixture
+def in_terminal():
+    """``run(cmd, timeout=120) -> (returncode, output)`` with a pty as stdout and stderr."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    def run(cmd, timeout=120, env=None):
+        master, slave = pty.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
+                                close_fds=True)
+        os.close(slave)
+        chunks = []
+        try:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:               # EIO: every writer closed the terminal
+                    break
+                if not data:
+                    break
+                chunks.append(data)
+        finally:
+            os.close(master)
+        return proc.wait(timeout=timeout), b"".join(chunks).decode("utf-8", "replace")
+
+    return run

@@ -132,6 +132,12 @@ def naive_tonemap(v):
     return (v / (1.0 + v)) ** (1.0 / 2.2)
 
 
+def naive_inverse_tonemap(t):
+    """Inverse of :func:`naive_tonemap` on [0, 1): ``v = u / (1 - u)`` with ``u = t^2.2``."""
+    u = np.clip(np.asarray(t, dtype=np.float64), 0.0, None) ** 2.2
+    return u / (1.0 - u)
+
+
 def naive_solid_angle_weights(R: int) -> np.ndarray:
     """(6, R, R) texel solid angles from §1, normalised to sum 1."""
     w = np.empty((6, R, R))
