@@ -98,7 +98,7 @@ def _resolve_image(folder: Path, images: dict, by_stem: dict, name: str):
 
 def import_folder(folder, csv_path, R: int, layout: str = "auto", *,
                   supersample: int = config.IMPORT_SUPERSAMPLE, dtype=np.float32,
-                  strict: bool = True, validate: bool = True, progress: bool | None = None) -> ProbeSet:
+                  strict: bool = True, validate: bool = True, progress=None) -> ProbeSet:
     """Build a probe set from a folder of 360-degree HDR images and a CSV of positions.
 
     Parameters
@@ -125,8 +125,8 @@ def import_folder(folder, csv_path, R: int, layout: str = "auto", *,
     validate : bool
         Run :func:`probeset.validate` on the result (errors then carry the
         CSV line too). ``False`` lets a caller sanitise instead.
-    progress : bool or None
-        tqdm bar: None shows it on a terminal only.
+    progress : callable or None
+        ``progress(done, total)`` after each probe (the command line draws a bar).
 
     Returns
     -------
@@ -144,8 +144,6 @@ def import_folder(folder, csv_path, R: int, layout: str = "auto", *,
         missing, unreadable or mislaid-out image, a name listed twice, two
         names for one file, unlisted images (``strict``), float16 overflow.
     """
-    from tqdm.auto import tqdm
-
     folder, csv_path = Path(folder), Path(csv_path)
     if not folder.is_dir():
         raise FileNotFoundError(errno.ENOENT, "image folder not found", str(folder))
@@ -181,8 +179,7 @@ def import_folder(folder, csv_path, R: int, layout: str = "auto", *,
     positions = np.array([xyz for _, _, xyz in rows], np.float64).astype(np.float32)
     faces = np.empty((P, 6, R, R, 3), dtype)
     first = None  # (layout, line, file)
-    it = tqdm(range(P), desc="import probes", unit="probe", disable=(None if progress is None else not progress))
-    for i in it:
+    for i in range(P):
         line, name, _ = rows[i]
         p = files[i]
         where = dict(file=csv_path, line=line, probe=i, name=name, field="image")
@@ -210,6 +207,8 @@ def import_folder(folder, csv_path, R: int, layout: str = "auto", *,
                 raise ProbeSetError(f"{int(big.sum())} values of {p} exceed the float16 maximum "
                                     f"{constants.FP16_MAX:g}; import as float32", **where)
         faces[i] = cube
+        if progress is not None:
+            progress(i + 1, P)
     ps = ProbeSet(positions, faces, names=[n for _, n, _ in rows], source=str(csv_path))
     if validate:
         try:
@@ -231,7 +230,7 @@ def _export_file_name(name: str) -> str:
 
 def export_exr_folder(probeset: ProbeSet, folder, layout: str = "cross", *, height: int | None = None,
                       half: bool = False, csv_name: str = "positions.csv",
-                      progress: bool | None = None) -> list:
+                      progress=None) -> list:
     """Write one EXR per probe plus ``positions.csv``, for inspection and round trips.
 
     Parameters
@@ -263,8 +262,6 @@ def export_exr_folder(probeset: ProbeSet, folder, layout: str = "cross", *, heig
     resolves them, so ``import_folder(folder, folder / csv_name, R)`` reads
     the export back (exactly for ``'cross'`` with float32).
     """
-    from tqdm.auto import tqdm
-
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r} (expected 'cross' or 'equirect')")
     P, R = probeset.n_probes, probeset.resolution
@@ -282,19 +279,18 @@ def export_exr_folder(probeset: ProbeSet, folder, layout: str = "cross", *, heig
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    bar = tqdm(total=P, desc="export probes", unit="probe", disable=(None if progress is None else not progress))
-    with bar:
-        for start, _, block in probeset.iter_chunks():
-            for j in range(len(block)):
-                i = start + j
-                cube = block[j].astype(np.float32)
-                img = cube_to_cross(cube) if layout == "cross" else cube_to_equirect(cube, height)
-                try:
-                    written.append(write_exr(folder / fnames[i], img, half=half))
-                except HdrImageError as e:
-                    raise ProbeSetError(str(e), file=probeset.source, probe=i, name=probeset.probe_name(i),
-                                        field="faces") from e
-                bar.update(1)
+    for start, _, block in probeset.iter_chunks():
+        for j in range(len(block)):
+            i = start + j
+            cube = block[j].astype(np.float32)
+            img = cube_to_cross(cube) if layout == "cross" else cube_to_equirect(cube, height)
+            try:
+                written.append(write_exr(folder / fnames[i], img, half=half))
+            except HdrImageError as e:
+                raise ProbeSetError(str(e), file=probeset.source, probe=i, name=probeset.probe_name(i),
+                                    field="faces") from e
+            if progress is not None:
+                progress(i + 1, P)
     csv_path = folder / csv_name
     with atomic_path(csv_path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)

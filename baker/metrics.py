@@ -29,7 +29,7 @@ def tonemap(v: np.ndarray) -> np.ndarray:
 
 def inverse_tonemap(y: np.ndarray) -> np.ndarray:
     """Inverse of :func:`tonemap` on ``[0, 1)``: ``u = y^2.2; v = u / (1 - u)``."""
-    u = np.clip(y, 0.0, 1.0 - 1e-7) ** constants.TONEMAP_GAMMA
+    u = np.clip(y, 0.0, constants.TONEMAP_Y_MAX) ** constants.TONEMAP_GAMMA
     return u / (1.0 - u)
 
 

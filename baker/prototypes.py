@@ -1,7 +1,7 @@
 """The learner: warped prototypes and N-sparse codes (DESIGN-NOTES §3-§6).
 
 :class:`ProbeCodec` is an estimator with the baselines' interface
-(:mod:`probewarp.baselines.baselines`, scikit-learn style): ``__init__`` only
+(:mod:`probewarp.baselines`, scikit-learn style): ``__init__`` only
 stores keyword parameters (:meth:`~ProbeCodec.get_params`,
 :meth:`~ProbeCodec.set_params`, ``repr``); :meth:`~ProbeCodec.fit` learns
 prototypes and the training set's codes, learned state ending in ``_``;
@@ -57,6 +57,7 @@ from scipy.spatial import cKDTree
 
 from probewarp.format import constants
 from probewarp.baker import kernels as K
+from probewarp.baker.kmeans import kmeans_fixed
 from probewarp.baker.cubemap import downsample_box, resample_cube, texel_directions, texel_weights
 from probewarp.format.errors import InputError
 from probewarp.baker.metrics import inverse_tonemap, tonemap
@@ -97,34 +98,6 @@ def _content_features(Y: np.ndarray, R: int) -> np.ndarray:
     low = downsample_box(Y.reshape(P, 6, R, R, 3), R // r)
     w = np.sqrt(texel_weights(r))[None, :, :, :, None]
     return (low * w).reshape(P, -1).astype(np.float64)
-
-
-def _kmeanspp(X: np.ndarray, M: int, rng: np.random.Generator, n_lloyd: int = 8) -> np.ndarray:
-    """k-means++ seeding plus Lloyd iterations; returns labels (P,) int64."""
-    P = X.shape[0]
-    sq = np.einsum("ij,ij->i", X, X)
-    centres = np.empty((M, X.shape[1]))
-    first = int(rng.integers(P))
-    centres[0] = X[first]
-    d2 = np.maximum(sq - 2 * X @ centres[0] + sq[first], 0.0)
-    for m in range(1, M):
-        tot = d2.sum()
-        j = int(rng.choice(P, p=d2 / tot)) if tot > 0 else int(rng.integers(P))
-        centres[m] = X[j]
-        d2 = np.minimum(d2, np.maximum(sq - 2 * X @ X[j] + sq[j], 0.0))
-    labels = np.zeros(P, np.int64)
-    for _ in range(n_lloyd):
-        dist = sq[:, None] - 2 * X @ centres.T + np.einsum("ij,ij->i", centres, centres)[None]
-        labels = np.argmin(dist, axis=1)
-        counts = np.bincount(labels, minlength=M)
-        for m in np.flatnonzero(counts == 0):    # empty cluster: take the worst-fit point
-            far = int(np.argmax(dist[np.arange(P), labels]))
-            labels[far] = m
-            counts = np.bincount(labels, minlength=M)
-        sums = np.zeros_like(centres)
-        np.add.at(sums, labels, X)
-        centres = sums / counts[:, None]
-    return labels
 
 
 #: Constructor parameters, in order (get_params / set_params / __repr__).
@@ -455,7 +428,7 @@ class ProbeCodec:
         feat = Yfeat - Yfeat.mean(axis=0)
         feat = feat / max(float(np.sqrt((feat ** 2).sum(axis=1).mean())), 1e-12)
         pos = pos / max(float(np.sqrt((pos ** 2).sum(axis=1).mean())), 1e-12)
-        labels = _kmeanspp(np.concatenate([pos, feat], axis=1), M, rng)
+        labels = kmeans_fixed(np.concatenate([pos, feat], axis=1), M, rng)
         counts = np.bincount(labels, minlength=M)
         self.centres_ = np.zeros((M, 3))
         np.add.at(self.centres_, labels, x)

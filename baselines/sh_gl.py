@@ -41,10 +41,9 @@ __all__ = ["SHGridDecoderGL", "MAX_SH_ORDER", "TONEMAP_Y_MAX"]
 
 #: Highest band ``sh_eval.glsl`` has polynomials for.
 MAX_SH_ORDER = 6
-#: Upper clip of the tonemapped value before inversion: the ``1 - 1e-7`` of
-#: :func:`probewarp.baker.metrics.inverse_tonemap` (float32 in GLSL:
+#: Upper clip of the tonemapped value before inversion (float32 in GLSL:
 #: 0.99999988, so saturated texels invert to ~3.8e6 instead of ~4.5e6).
-TONEMAP_Y_MAX = 1.0 - 1e-7
+TONEMAP_Y_MAX = constants.TONEMAP_Y_MAX
 #: Work group edge (``LOCAL_SIZE`` of sh_decode.cs): 8 x 8 texels of one face.
 LOCAL_SIZE = 8
 #: Bytes of one query entry (std430 ``vec4``).

@@ -32,6 +32,15 @@ def _progress(desc: str, total: int | None = None, unit: str = "probe"):
     return tqdm(total=total, desc=desc, unit=unit, disable=None, file=sys.stderr, dynamic_ncols=True)
 
 
+def _bar_update(bar):
+    """A library ``progress(done, total)`` callback that moves ``bar``."""
+    def update(done, total):
+        if bar.total != total:
+            bar.total = total
+        bar.update(done - bar.n)
+    return update
+
+
 def _err(msg: str) -> None:
     print(f"probewarp: error: {msg}", file=sys.stderr)
 
@@ -86,8 +95,9 @@ def cmd_import(args) -> int:
     from probewarp.baker.importer import import_folder
     # import_folder validates (errors name the CSV line); with --sanitize it
     # leaves that to the repair pass instead.
-    probes = import_folder(args.folder, args.csv, args.res, layout=args.layout,
-                           validate=not args.sanitize)
+    with _progress("import probes") as bar:
+        probes = import_folder(args.folder, args.csv, args.res, layout=args.layout,
+                               validate=not args.sanitize, progress=_bar_update(bar))
     report = probes.validate(name=str(args.csv), sanitize=True) if args.sanitize else None
     probes.save(args.output)
     if report is not None:
@@ -100,7 +110,8 @@ def cmd_export(args) -> int:
     from probewarp.baker.importer import export_exr_folder
     from probewarp.baker.probeset import ProbeSet
     probes = ProbeSet.load(args.input)
-    export_exr_folder(probes, args.output, layout=args.layout)
+    with _progress("export probes", probes.n_probes) as bar:
+        export_exr_folder(probes, args.output, layout=args.layout, progress=_bar_update(bar))
     print(f"wrote {probes.n_probes} EXR files ({args.layout}) and positions.csv -> {args.output}")
     return errors.EXIT_OK
 

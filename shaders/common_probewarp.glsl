@@ -1,6 +1,6 @@
 // common_probewarp.glsl -- decode a probewarp field at any position, in GLSL.
 //
-// The GPU twin of probewarp/baker/bake.py Decoder (docs/FORMAT.md,
+// The GPU twin of probewarp/baker/decoder.py Decoder (docs/FORMAT.md,
 // "Decoding"; DESIGN-NOTES §3, §4). Include it in any stage of a GL 4.5
 // program through probewarp.runtime.shaders (or paste it after your own
 // #version 450 line) and let probewarp.runtime.streamer.Streamer.bind()
@@ -135,6 +135,7 @@ uint pw_hash(uint key)
 }
 
 // Linear lattice id (i * ny + j) * nz + k; PW_EMPTY outside the lattice.
+// Twin of probewarp.format.grid.Grid.keys.
 uint pw_lattice_key(ivec3 c)
 {
     if (any(lessThan(c, ivec3(0))) || any(greaterThanEqual(c, pw_grid_shape)))
@@ -160,6 +161,7 @@ uint pw_find_record(uint key)
     return PW_EMPTY;
 }
 
+// CPU twin: probewarp.baker.decoder.Decoder.pw_find_probes (corners: Grid.corners).
 PwStencil pw_find_probes(vec3 x)
 {
     vec3 shape_m1 = vec3(pw_grid_shape - 1);
@@ -190,6 +192,7 @@ PwStencil pw_find_probes(vec3 x)
     return st;
 }
 
+// CPU twin: Decoder.pw_code_at (fixed width, zero weights kept, no merge).
 PwCode pw_code_at(vec3 x)
 {
     PwStencil st = pw_find_probes(x);
@@ -230,7 +233,7 @@ void pw_code_merge(inout PwCode code)
     code.n = n;
 }
 
-// Twin of the CPU reference decoder's warp (probewarp/baker/bake.py Decoder);
+// CPU twin: probewarp.baker.decoder.pw_warp_direction (after baker/warp.py warp_directions);
 // the sphere as layout.pack_spheres packs it.
 vec3 pw_warp_direction(vec3 x, vec3 d, PwSphere sphere)
 {
@@ -287,6 +290,7 @@ vec3 pw_sample_prototype(int layer, vec3 s, float lod)
 }
 
 // Blend-domain value -> linear radiance (see the rules above).
+// CPU twin: probewarp.baker.decoder.pw_from_domain.
 vec3 pw_from_domain(vec3 y)
 {
 #if PW_DOMAIN_TONEMAP
@@ -305,6 +309,7 @@ vec3 pw_blend_term(int layer, float w, vec3 x, vec3 d, float lod)
     return w * pw_sample_prototype(layer, pw_warp_direction(x, d, pw_spheres[layer]), lod);
 }
 
+// CPU twin: Decoder.pw_radiance (rgb; coverage = any weight > 0).
 vec4 pw_radiance(PwCode code, vec3 x, vec3 d, float lod)
 {
     vec3 y = vec3(0.0);
@@ -313,6 +318,7 @@ vec4 pw_radiance(PwCode code, vec3 x, vec3 d, float lod)
     return vec4(pw_from_domain(y), code.n > 0 ? 1.0 : 0.0);
 }
 
+// CPU twin: Decoder.pw_decode (level 0).
 vec4 pw_decode(vec3 x, vec3 d, float lod)
 {
     return pw_radiance(pw_code_at(x), x, d, lod);

@@ -2,7 +2,7 @@
 // pw_lookup.cs -- the spatial hash on the GPU, cell by cell.
 //
 // Utility and test pass for common_probewarp.glsl's hash (twin of
-// probewarp.baker.spatialhash): for each lattice cell cells[i].xyz it writes
+// probewarp.format.spatialhash): for each lattice cell cells[i].xyz it writes
 // results[i] = (pw_lattice_key, pw_hash(key), pw_find_record(key), 0).
 // Needs the Streamer's hash buffer and uniforms (Streamer.bind).
 //   binding 0  ivec4 cells[]     binding 1  uvec4 results[]

@@ -32,7 +32,7 @@
 //   vec3 pw_sh_dot(float Y[PW_SH_COUNT], vec3 c[PW_SH_COUNT])  sum_k Y[k] c[k]
 //   vec3 pw_sh_eval(vec3 d, vec3 c[PW_SH_COUNT])          the two in a row
 // Decoder twin (CPU): SphericalHarmonics.decode (before its domain mapping).
-// Used by sh_decode.cs (probewarp.runtime.sh.SHGridDecoderGL).
+// Used by sh_decode.cs (probewarp.baselines.sh_gl.SHGridDecoderGL).
 //
 // Included through probewarp.runtime.shaders (#include "sh_eval.glsl"); no
 // #version here. Override PW_SH_ORDER through the loader's defines.

@@ -3,7 +3,7 @@
 //
 // Lambertian: radiance = albedo * (E_sun/pi * max(n.l, 0) * visibility
 //                                  + mix(ambient_ground, ambient_sky, 0.5 + 0.5 n.y)),
-// albedo = vertex colour * texture layer (probewarp.runtime.scene.Scene),
+// albedo = vertex colour * texture layer (probewarp.capture.scene.Scene),
 // visibility from the sun's shadow map (shadow.vs) with PCF. Both sides of a
 // triangle are shaded: the normal is flipped towards the probe.
 // LIGHTING_UNLIT = 1 outputs the albedo itself (exact colours for tests).

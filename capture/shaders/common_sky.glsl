@@ -1,7 +1,7 @@
 // common_sky.glsl -- the analytic HDR sky of probe capture (capture.fs,
 // capture_sky.fs; probewarp.capture.capturer).
 //
-// sky_radiance() is the GLSL twin of probewarp.runtime.capture.Sky.radiance
+// sky_radiance() is the GLSL twin of probewarp.capture.sky.Sky.radiance
 // (numpy, the oracle of tests/test_capture.py): change both together. Above
 // the horizon a gradient from u_sky_horizon to u_sky_zenith, below it a fade
 // to u_sky_ground; plus a sun disc with a soft edge and an exponential glow.
