@@ -40,8 +40,8 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from probewarp.baker import kernels as K
-from probewarp.baker.metrics import QualityAccumulator, inverse_tonemap
-from probewarp.baker.prototypes import sub_directions
+from probewarp.baker.metrics import QualityAccumulator
+from probewarp.baker.domain import from_domain, sub_directions
 from probewarp.baker.warp import warp_directions
 from probewarp.format import spatialhash
 from probewarp.format.archive import ArchiveReader, build_hash
@@ -79,12 +79,9 @@ def pw_warp_direction(x, d, centre, radius) -> np.ndarray:
 
 
 def pw_from_domain(y: np.ndarray, domain: str) -> np.ndarray:
-    """Blend-domain values -> linear radiance, same shape, float32: ``T^-1(y)``
-    for ``domain='tonemap'``, ``max(y, 0)`` for ``'linear'``. Twin of GLSL
-    ``pw_from_domain`` in shaders/common_probewarp.glsl (and the inverse of
-    :func:`probewarp.baker.prototypes.to_domain`)."""
-    v = inverse_tonemap(y) if domain == "tonemap" else np.maximum(y, 0.0)
-    return np.asarray(v).astype(np.float32)
+    """Blend-domain values -> linear radiance, same shape, float32. Twin of GLSL
+    ``pw_from_domain`` in shaders/common_probewarp.glsl; :func:`.domain.from_domain`."""
+    return from_domain(y, domain)
 
 
 class Decoder:

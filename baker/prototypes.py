@@ -58,37 +58,10 @@ from scipy.spatial import cKDTree
 from probewarp.format import constants
 from probewarp.baker import kernels as K
 from probewarp.baker.kmeans import kmeans_fixed
-from probewarp.baker.cubemap import downsample_box, resample_cube, texel_directions, texel_weights
+from probewarp.baker.domain import from_domain, sub_directions, to_domain
+from probewarp.baker.cubemap import downsample_box, resample_cube, texel_weights
 from probewarp.format.errors import InputError
-from probewarp.baker.metrics import inverse_tonemap, tonemap
 from probewarp.format import texformats
-
-
-# ---------------------------------------------------------------------------
-# helpers shared by fit / encode / decode
-# ---------------------------------------------------------------------------
-
-def sub_directions(R: int, k: int) -> np.ndarray:
-    """Sub-texel unit directions: (6*R*R, k*k, 3) float64, texel order of §1."""
-    d = texel_directions(R * k)                              # (6, Rk, Rk, 3)
-    d = d.reshape(6, R, k, R, k, 3).transpose(0, 1, 3, 2, 4, 5)
-    return np.ascontiguousarray(d.reshape(6 * R * R, k * k, 3))
-
-
-def to_domain(faces: np.ndarray, domain: str) -> np.ndarray:
-    """(P, 6, R, R, 3) linear radiance -> (P, 6R^2, 3) float32 in the blend domain."""
-    P = faces.shape[0]
-    f = np.asarray(faces, dtype=np.float32).reshape(P, -1, 3)
-    if domain == "tonemap":
-        return tonemap(f).astype(np.float32)
-    return np.maximum(f, 0.0).astype(np.float32)
-
-
-def from_domain(Y: np.ndarray, domain: str, R: int) -> np.ndarray:
-    """Inverse of :func:`to_domain`: (P, 6R^2, 3) -> (P, 6, R, R, 3) float32 radiance."""
-    P = Y.shape[0]
-    v = inverse_tonemap(Y) if domain == "tonemap" else np.maximum(Y, 0.0)
-    return v.astype(np.float32).reshape(P, 6, R, R, 3)
 
 
 def _content_features(Y: np.ndarray, R: int) -> np.ndarray:

@@ -21,7 +21,6 @@ import numba as nb
 
 from probewarp.baker import config
 
-from probewarp.format import constants
 
 _JIT = dict(nogil=True, cache=config.NUMBA_CACHE, fastmath=config.NUMBA_FASTMATH)
 

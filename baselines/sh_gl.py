@@ -35,7 +35,9 @@ from probewarp.baselines.sh import sh_count
 from probewarp.format.grid import Grid
 from probewarp.format.errors import InputError
 from probewarp.runtime import shaders as _shaders
-from probewarp.runtime.gl import CubemapArray, _call, _gl, check_gl_error
+from probewarp.runtime.context import _call, _gl, check_gl_error
+from probewarp.runtime.cubearray import CubemapArray
+from probewarp.runtime.resources import Releasable, readonly, released_on_error
 
 __all__ = ["SHGridDecoderGL", "MAX_SH_ORDER", "TONEMAP_Y_MAX"]
 
@@ -50,13 +52,13 @@ LOCAL_SIZE = 8
 _QUERY_BYTES = 16
 
 
-class SHGridDecoderGL:
+class SHGridDecoderGL(Releasable):
     """Decode a regular grid of SH probes into cubemaps at query positions, on GL.
 
     Parameters
     ----------
     ctx : moderngl.Context
-        GL 4.5 core, current (e.g. :func:`probewarp.runtime.gl.create_context`).
+        GL 4.5 core, current (e.g. :func:`probewarp.runtime.context.create_context`).
     coeffs : (P, K, 3) float
         Per probe, ``K = (L+1)^2`` coefficients per RGB channel in
         ``real_sh_basis`` order and in the fit ``domain``
@@ -117,7 +119,7 @@ class SHGridDecoderGL:
         self._coeff_buf = None
         self._query_buf = None
         self._target = None
-        try:
+        with released_on_error(self):
             self._program = _shaders.compute(ctx, "sh_decode.cs", {
                 "PW_SH_ORDER": L,
                 "PW_SH_GATHER_PER_TEXEL": self._gather,
@@ -130,45 +132,17 @@ class SHGridDecoderGL:
             for name, value in (("u_lo", self._lo), ("u_step", self._step),
                                 ("u_shape", self._shape)):
                 self._program[name] = value
-        except Exception:
-            self.release()
-            raise
 
     # -- properties ---------------------------------------------------------
-    @property
-    def order(self) -> int:
-        """Highest band ``L``."""
-        return self._order
-
-    @property
-    def n_coefficients(self) -> int:
-        """``K = (L+1)^2`` coefficients per channel."""
-        return self._K
-
-    @property
-    def domain(self) -> str:
-        """'linear' or 'tonemap'."""
-        return self._domain
-
-    @property
-    def gather_per_texel(self) -> bool:
-        """Whether each invocation blends the 8 probes itself."""
-        return self._gather
-
-    @property
-    def max_queries(self) -> int:
-        """Most query positions one :meth:`dispatch` decodes."""
-        return self._max_queries
+    order = readonly("_order", "Highest band ``L``.")
+    n_coefficients = readonly("_K", "``K = (L+1)^2`` coefficients per channel.")
+    domain = readonly("_domain", "'linear' or 'tonemap'.")
+    gather_per_texel = readonly("_gather", "Whether each invocation blends the 8 probes itself.")
+    max_queries = readonly("_max_queries", "Most query positions one :meth:`dispatch` decodes.")
 
     def __repr__(self) -> str:
         return (f"SHGridDecoderGL(order={self._order}, grid_shape={self._shape}, "
                 f"domain={self._domain!r}, gather_per_texel={self._gather})")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.release()
 
     # -- decoding -----------------------------------------------------------
     def _queries(self, positions) -> int:

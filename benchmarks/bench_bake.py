@@ -15,7 +15,6 @@ time the README quotes.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from probewarp.capture.capturer import Capturer, grid_positions
-from probewarp.runtime.gl import create_context
+from probewarp.runtime.context import create_context
 from probewarp.capture.scene import Scene
 
 RESULTS = Path(__file__).resolve().parent / "results"

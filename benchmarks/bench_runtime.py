@@ -126,7 +126,7 @@ def decode_cost(ctx, args, probes, archive, log):
     from probewarp.baselines.sh import SphericalHarmonics
     from probewarp.baker.metrics import QualityAccumulator
     from probewarp.runtime.decode import CubemapDecoder
-    from probewarp.runtime.gl import CubemapArray
+    from probewarp.runtime.cubearray import CubemapArray
     from probewarp.baselines.sh_gl import SHGridDecoderGL
     from probewarp.runtime.streamer import Streamer
 
@@ -455,7 +455,7 @@ def main(argv=None):
         return 0
 
     from probewarp.baker.report import write_json
-    from probewarp.runtime.gl import create_context
+    from probewarp.runtime.context import create_context
 
     t_all = time.perf_counter()
 

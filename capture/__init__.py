@@ -7,6 +7,7 @@ trimesh and pillow): importing this package without them raises
 says what to install. Only presence is checked here (cheaply, without
 importing them); the modules import trimesh and PIL where they use them.
 """
+import importlib.resources as _resources
 from importlib.util import find_spec as _find_spec
 
 from probewarp.format.errors import RuntimeFailure
@@ -34,3 +35,7 @@ def _missing() -> list[str]:
 
 if _missing():
     raise MissingExtraError(f"probe capture needs {', '.join(_missing())}, not installed here: {INSTALL_HINT}")
+
+#: The capture room's GLSL (package data of probewarp.capture); their
+#: ``#include "common_cubemap.glsl"`` resolves in probewarp.shaders.
+SHADER_ROOT = _resources.files(__name__) / "shaders"

@@ -15,11 +15,13 @@ framebuffer row 0 is the bottom, which is the face's row ``t = 0`` (``tc = -1 +
 1/R``): the read-back is in §1 order without flips. Face bases can be
 left-handed, so back-face culling is off; depth testing is per texel, hence
 per tile. The draw is one ``glMultiDrawElementsIndirect``: the scene is cut
-into spatially compact chunks of :data:`CHUNK_TRIANGLES` triangles, and each
+into spatially compact chunks of
+:data:`~probewarp.capture.geometry.CHUNK_TRIANGLES` triangles, and each
 (probe, face) gets commands only for the runs of chunks whose bounding sphere
 meets its frustum (base instance = tile, which the vertex shader reads from a
 per-instance attribute); chunks are ordered near to far from the batch's
-centre so the early depth test rejects more. The sky
+centre so the early depth test rejects more (all of it in
+:mod:`probewarp.capture.geometry`). The sky
 (``capture/shaders/capture_sky.fs``) then fills the texels no geometry covered, with
 depth test ``<=`` against the far plane. On 2 llvmpipe cores the vertex work
 of the draw is the larger part of the time, the shading of the covered texels
@@ -27,7 +29,7 @@ the next.
 
 Lighting (``lighting="lit"``): Lambertian albedo times the sun's direct light
 (``Sky.sun_irradiance``, shadowed through an orthographic shadow map over the
-scene's ``shadow_bounds``, hardware PCF) plus a hemispherical ambient from
+scene's ``shadow_bounds``, hardware PCF: :mod:`probewarp.capture.shadow`) plus a hemispherical ambient from
 the sky (cosine-weighted sky radiance for an upward normal, the ground's
 bounce for a downward one, mixed by ``0.5 + 0.5 n.y``). ``lighting="unlit"``
 writes the albedo itself (the sky is still drawn behind), for exact tests.
@@ -48,30 +50,24 @@ capture depends on the batch size by a few ulps of coverage at triangle edges
 from __future__ import annotations
 
 import contextlib
-import importlib.resources
 
 import numpy as np
 import moderngl
 
-from probewarp.baker.cubemap import MAJOR, U_AXIS, V_AXIS, downsample_box
+from probewarp.baker.cubemap import downsample_box
 from probewarp.baker.probeset import ProbeSet
 from probewarp.runtime import shaders as _shaders
+from probewarp.capture import SHADER_ROOT, shadow
+from probewarp.capture.geometry import Chunks, indexed, vertex_format
 from probewarp.capture.scene import Scene
+from probewarp.capture.shadow import SHADOW_MAP_SIZE
 from probewarp.capture.sky import Sky
 
 #: ``GL_CLIP_DISTANCE0`` (``+ i`` for plane i).
 GL_CLIP_DISTANCE0 = 0x3000
-#: ``GL_DEPTH_CLAMP``: shadow casters in front of the shadow map's near plane
-#: keep casting (their depth clamps to 0).
-GL_DEPTH_CLAMP = 0x864F
-#: The capture room's GLSL (package data of probewarp.capture); their
-#: ``#include "common_cubemap.glsl"`` resolves in probewarp.shaders.
-SHADER_ROOT = importlib.resources.files("probewarp.capture") / "shaders"
 #: Largest side of the capture render target in texels (a float32 RGBA target
 #: of 4096^2 is 256 MiB); batches are sized to fit it.
 MAX_TARGET_SIDE = 4096
-#: Side of the sun's shadow map (depth 24 bit: 64 MiB at 4096).
-SHADOW_MAP_SIZE = 4096
 #: Up to this tile side (R * supersample) one hardware-PCF shadow tap per
 #: texel suffices: a sub-texel is then coarser than a shadow-map texel in
 #: typical scenes, and the box filter smooths edges; larger tiles take 4.
@@ -79,15 +75,6 @@ SHADOW_ONE_TAP_MAX_TILE = 64
 #: Near plane of probe faces relative to the scene's bounding-box diagonal
 #: (geometry closer than this to a probe is clipped away).
 NEAR_RELATIVE = 1e-4
-#: Triangles per culling chunk: every (probe, face) draws only the chunks whose
-#: bounding sphere meets its frustum (one indirect command per run of chunks).
-CHUNK_TRIANGLES = 16
-#: At most this many chunks (larger scenes get larger chunks): bounds the
-#: per-batch culling work and the number of draw commands.
-MAX_CHUNKS = 2048
-#: Shadow-map normal offset and depth bias, in shadow-map texels.
-SHADOW_NORMAL_BIAS_TEXELS = 1.5
-SHADOW_DEPTH_BIAS_TEXELS = 1.0
 
 
 # ---------------------------------------------------------------------------
@@ -105,164 +92,8 @@ def grid_positions(lo, hi, n) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 def _default_context():
-    from probewarp.runtime.gl import create_context
+    from probewarp.runtime.context import create_context
     return create_context()
-
-
-def _indexed(scene: Scene):
-    """Deduplicate the soup into (vertices (U, 12) float32, indices (3T,) int32)."""
-    attrs = np.concatenate([scene.positions, scene.normals, scene.colors, scene.uvs,
-                            scene.layers[:, None].astype(np.float32)], axis=1)
-    verts, inv = np.unique(attrs, axis=0, return_inverse=True)
-    return np.ascontiguousarray(verts, np.float32), inv.reshape(-1).astype(np.int32)
-
-
-def _chunks(verts: np.ndarray, idx: np.ndarray, size: int):
-    """Spatially coherent chunks of triangles (Morton order of centroids).
-
-    Parameters
-    ----------
-    verts : (U, 12) float32
-        Vertex rows, position first.
-    idx : (3T,) int32
-    size : int
-        Triangles per chunk (the last one may have fewer).
-
-    Returns
-    -------
-    tris : (T, 3) int32
-        Triangles (vertex indices), chunk by chunk.
-    bounds : (C + 1,) int64
-        Chunk ``k`` is ``tris[bounds[k]:bounds[k + 1]]``.
-    centre : (C, 3) float64, radius : (C,) float64
-        Bounding spheres (centre of the chunk's bounding box).
-    """
-    tri = idx.reshape(-1, 3)
-    p = verts[:, :3].astype(np.float64)[tri]                     # (T, 3, 3)
-    c = p.mean(1)
-    lo, hi = c.min(0), c.max(0)
-    q = ((c - lo) / np.maximum(hi - lo, 1e-12) * 1023).astype(np.int64)
-    code = np.zeros(len(c), np.int64)
-    for bit in range(10):
-        for a in range(3):
-            code |= ((q[:, a] >> bit) & 1) << (3 * bit + a)
-    order = np.argsort(code, kind="stable")
-    tri, p = tri[order], p[order]
-    bounds = np.append(np.arange(0, len(tri), size), len(tri))
-    starts = bounds[:-1]
-    centre = 0.5 * (np.minimum.reduceat(p.min(1), starts) + np.maximum.reduceat(p.max(1), starts))
-    owner = np.repeat(np.arange(len(starts)), np.diff(bounds))
-    dist = np.linalg.norm(p - centre[owner][:, None, :], axis=-1).max(1)
-    radius = np.maximum.reduceat(dist, starts)
-    return np.ascontiguousarray(tri, np.int32), bounds, centre, radius
-
-
-def _visible_chunks(pos, centre, radius, near, slab: int = 128):
-    """Which chunk spheres meet which probe face's frustum.
-
-    Conservative: a sphere is kept unless it lies wholly behind one of the
-    face's four side planes (``w +- x = 0``, ``w +- y = 0``) or its near plane.
-
-    Parameters
-    ----------
-    pos : (B, 3) float
-    centre : (C, 3) float, radius : (C,) float
-    near : float
-    slab : int
-        Probes per step (bounds the temporaries to ``slab * C * 6`` floats).
-
-    Returns
-    -------
-    (B * 6, C) bool
-        Row ``6 b + f`` for probe ``b``, face ``f``.
-    """
-    pos = np.asarray(pos, np.float64)
-    axes = np.concatenate([MAJOR, U_AXIS, V_AXIS])                       # (18, 3)
-    cp = centre @ axes.T                                                 # (C, 18)
-    r = np.sqrt(2.0) * radius[:, None]
-    out = np.empty((len(pos), 6, len(centre)), bool)
-    for s in range(0, len(pos), slab):
-        d = cp[None] - (pos[s:s + slab] @ axes.T)[:, None, :]            # (b, C, 18)
-        dm, du, dv = d[..., 0:6], d[..., 6:12], d[..., 12:18]
-        vis = ((dm + du >= -r[None]) & (dm - du >= -r[None]) & (dm + dv >= -r[None])
-               & (dm - dv >= -r[None]) & (dm >= near - radius[None, :, None]))
-        out[s:s + slab] = vis.transpose(0, 2, 1)
-    return out.reshape(-1, len(centre))
-
-
-def _draw_commands(vis, first, count):
-    """Indirect draw commands for visible chunks, runs of chunks merged.
-
-    Parameters
-    ----------
-    vis : (N, C) bool
-        Instance (tile) ``i`` draws chunk ``k`` (chunks in index-buffer order).
-    first, count : (C,) int
-        Each chunk's first index and index count in the index buffer.
-
-    Returns
-    -------
-    (M, 5) uint32
-        ``DrawElementsIndirectCommand`` rows: count, instanceCount (1),
-        firstIndex, baseVertex (0), baseInstance (the tile).
-    """
-    N, C = vis.shape
-    v = np.zeros((N, C + 2), np.int8)
-    v[:, 1:-1] = vis
-    edge = np.diff(v, axis=1)                         # +1 run start, -1 one past its end
-    si, sk = np.nonzero(edge == 1)
-    ei, ek = np.nonzero(edge == -1)                   # same row order, paired
-    cmd = np.zeros((len(si), 5), np.uint32)
-    start = first[sk]
-    stop = first[ek - 1] + count[ek - 1]
-    cmd[:, 0] = stop - start
-    cmd[:, 1] = 1
-    cmd[:, 2] = start
-    cmd[:, 4] = si
-    return cmd
-
-
-def _light_matrices(sky: Sky, bounds: np.ndarray, size: int):
-    """Orthographic sun view over ``bounds``: (clip (4, 4), tex (4, 4), texel world size)."""
-    f = -sky.sun_direction                                  # direction light travels
-    up = np.array([0.0, 1.0, 0.0]) if abs(f[1]) < 0.99 else np.array([1.0, 0.0, 0.0])
-    r = np.cross(f, up)
-    r /= np.linalg.norm(r)
-    u = np.cross(r, f)
-    view = np.eye(4)
-    view[0, :3], view[1, :3], view[2, :3] = r, u, f
-    lo, hi = bounds
-    corners = np.array([[x, y, z, 1.0] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
-                        for z in (lo[2], hi[2])])
-    lc = corners @ view.T
-    mn, mx = lc[:, :3].min(0), lc[:, :3].max(0)
-    ext = np.maximum(mx - mn, 1e-6)
-    mn, ext = mn - 0.01 * ext, ext * 1.02
-    scale = np.eye(4)
-    scale[:3, :3] = np.diag(2.0 / ext)
-    scale[:3, 3] = -1.0 - 2.0 * mn / ext
-    clip = scale @ view
-    bias = np.array([[0.5, 0, 0, 0.5], [0, 0.5, 0, 0.5], [0, 0, 0.5, 0.5], [0, 0, 0, 1.0]])
-    texel = float(max(ext[0], ext[1]) / size)
-    return clip, bias @ clip, texel, float(ext[2])
-
-
-#: The scene vertex buffer's interleaved attributes (name, float count): 48 bytes.
-VERTEX_ATTRIBUTES = (("in_position", 3), ("in_normal", 3), ("in_color", 3), ("in_uv", 2),
-                     ("in_layer", 1))
-
-
-def _vertex_format(prog):
-    """moderngl buffer format of the scene vertices for ``prog``: attributes the
-    compiler removed (unlit has no normals) become padding."""
-    fmt, names = [], []
-    for name, n in VERTEX_ATTRIBUTES:
-        if name in prog:
-            fmt.append(f"{n}f")
-            names.append(name)
-        else:
-            fmt.append(f"{4 * n}x")
-    return " ".join(fmt), names
 
 
 @contextlib.contextmanager
@@ -276,10 +107,6 @@ def _using(ctx: moderngl.Context, fbo):
         yield
     finally:
         (prev if prev is not None else ctx.detect_framebuffer(0)).use()
-
-
-def _mat(m: np.ndarray) -> bytes:
-    return np.ascontiguousarray(np.asarray(m, np.float32).T).tobytes()   # GLSL: column-major
 
 
 class Capturer:
@@ -297,7 +124,7 @@ class Capturer:
     lighting : {"lit", "unlit"}
         ``"unlit"`` writes the albedo (vertex colour x texture) of geometry.
     ctx : moderngl.Context or None
-        ``None``: a headless context of :func:`probewarp.runtime.gl.create_context`,
+        ``None``: a headless context of :func:`probewarp.runtime.context.create_context`,
         released with the capturer.
     near : float or None
         Near plane of the probe faces, world units (default
@@ -309,7 +136,7 @@ class Capturer:
         up to a tile side of :data:`SHADOW_ONE_TAP_MAX_TILE`, else 4.
     cull : bool
         Draw for each (probe, face) only the chunks of
-        :data:`CHUNK_TRIANGLES` triangles whose bounding sphere meets its
+        :data:`~probewarp.capture.geometry.CHUNK_TRIANGLES` triangles whose bounding sphere meets its
         frustum. Conservative: the image is the same either way.
     max_target_side : int
         Largest render-target side a default batch uses.
@@ -395,31 +222,23 @@ class Capturer:
         # geometry
         self._n_index = 3 * scene.n_triangles
         if self._n_index:
-            verts, idx = _indexed(scene)
+            verts, idx = indexed(scene)
             self._vbo = self._keep(ctx.buffer(verts.tobytes()))
             self._ibo = self._keep(ctx.buffer(idx.tobytes()))
-            size = max(CHUNK_TRIANGLES, -(-scene.n_triangles // MAX_CHUNKS))
-            (self._chunk_tris, self._chunk_bounds, self._chunk_centre,
-             self._chunk_radius) = _chunks(verts, idx, size)
+            self._chunks = Chunks.build(verts, idx)
         self._cmd = None
         self._inst = None
         self._vao = None
         # sun shadow map
-        self._shadow = self._keep(ctx.depth_texture((shadow_size, shadow_size)))
-        self._shadow.compare_func = "<="
-        self._shadow.filter = (moderngl.LINEAR, moderngl.LINEAR)
-        self._shadow.repeat_x = self._shadow.repeat_y = False
+        self._shadow = self._keep(shadow.depth_texture(ctx, shadow_size))
         sb = scene.shadow_bounds if scene.shadow_bounds is not None else scene.bounds
-        clip, tex_m, texel, depth_ext = _light_matrices(self.sky, sb, shadow_size)
-        self._shadow_uniforms = {
-            "u_light": _mat(tex_m),
-            "u_normal_bias": SHADOW_NORMAL_BIAS_TEXELS * texel,
-            "u_depth_bias": SHADOW_DEPTH_BIAS_TEXELS * texel / depth_ext,
-            "u_shadow_texel": (1.0 / shadow_size, 1.0 / shadow_size),
-        }
+        clip, tex_m, texel, depth_ext = shadow.light_matrices(self.sky, sb, shadow_size)
+        self._shadow_uniforms = shadow.shadow_uniforms(tex_m, texel, depth_ext, shadow_size)
         sfbo = self._keep(ctx.framebuffer(depth_attachment=self._shadow))
+        casters = ((self._vbo, self._ibo, self._n_index)
+                   if self._n_index and self.lighting == "lit" else None)
         with _using(ctx, sfbo):
-            self._render_shadow(sfbo, clip, shadow_size)
+            shadow.render_depth(ctx, sfbo, clip, shadow_size, casters, self._keep)
         for k, v in self._shadow_uniforms.items():
             if k not in self._prog:          # unlit, or SHADOW_TAPS == 1
                 continue
@@ -427,26 +246,6 @@ class Capturer:
                 self._prog[k].write(v)
             else:
                 self._prog[k].value = v
-
-    def _render_shadow(self, sfbo, clip, shadow_size):
-        ctx = self.ctx
-        ctx.viewport = (0, 0, shadow_size, shadow_size)
-        sfbo.clear(depth=1.0)
-        if self._n_index and self.lighting == "lit":
-            sprog = self._keep(_shaders.program(ctx, "shadow.vs", "shadow.fs", root=SHADER_ROOT))
-            sprog["u_light_clip"].write(_mat(clip))
-            svao = self._keep(ctx.vertex_array(sprog, [(self._vbo, "3f 36x", "in_position")],
-                                               index_buffer=self._ibo, index_element_size=4))
-            ctx.enable(moderngl.DEPTH_TEST)
-            ctx.disable(moderngl.CULL_FACE)
-            ctx.depth_func = "<"
-            ctx.polygon_offset = (1.5, 2.0)
-            ctx.enable_direct(GL_DEPTH_CLAMP)
-            try:
-                svao.render(moderngl.TRIANGLES, vertices=self._n_index)
-            finally:
-                ctx.disable_direct(GL_DEPTH_CLAMP)
-                ctx.polygon_offset = (0.0, 0.0)
 
     def default_batch(self) -> int:
         """Probes per pass that fit a ``max_target_side`` square target."""
@@ -475,7 +274,7 @@ class Capturer:
             self._fbo = self.ctx.framebuffer([self._color], self._depth)
             self._inst = self.ctx.buffer(reserve=16 * cols * rows)     # one vec4 per tile
             if self._n_index:
-                fmt, names = _vertex_format(self._prog)
+                fmt, names = vertex_format(self._prog)
                 self._vao = self.ctx.vertex_array(
                     self._prog, [(self._vbo, fmt, *names), (self._inst, "4f/i", "in_probe")],
                     index_buffer=self._ibo, index_element_size=4)
@@ -494,7 +293,7 @@ class Capturer:
     # ----------------------------------------------------------- render
     def _pass(self, pos: np.ndarray, cols: int, rows: int) -> np.ndarray:
         """Render probes ``pos`` (B, 3) into the target; (B, 6, R, R, 3) float32."""
-        ctx, T, B = self.ctx, self.tile, len(pos)
+        ctx, B = self.ctx, len(pos)
         n_inst = 6 * B
         rows_used = -(-n_inst // cols)
         inst = np.empty((B, 6, 4), np.float32)
@@ -524,20 +323,8 @@ class Capturer:
         (early depth test rejects more), and per (probe, face) draw commands
         for the chunks its frustum meets (all chunks without ``cull``).
         Returns the number of commands."""
-        bounds = self._chunk_bounds
-        order = np.argsort(np.linalg.norm(self._chunk_centre - pos.mean(0), axis=1), kind="stable")
-        n_tri = np.diff(bounds)[order]
-        # triangle rows of the chunks in that order, as one gather
-        start = np.repeat(bounds[:-1][order] - np.concatenate([[0], np.cumsum(n_tri)[:-1]]), n_tri)
-        rows = np.arange(int(n_tri.sum())) + start
-        self._ibo.write(np.ascontiguousarray(self._chunk_tris[rows]).tobytes())
-        count = 3 * n_tri
-        first = np.concatenate([[0], np.cumsum(count)[:-1]])
-        if self.cull:
-            vis = _visible_chunks(pos, self._chunk_centre[order], self._chunk_radius[order], self.near)
-        else:
-            vis = np.ones((6 * len(pos), len(order)), bool)
-        cmd = _draw_commands(vis, first, count)
+        tris, cmd = self._chunks.draws(pos, self.near, self.cull)
+        self._ibo.write(tris.tobytes())
         nbytes = max(cmd.nbytes, 20)
         if self._cmd is None or self._cmd.size < nbytes:
             if self._cmd is not None:

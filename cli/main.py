@@ -203,14 +203,24 @@ def _is_archive(path: Path) -> bool:
     return path.suffix == ".pwa"
 
 
-def cmd_info(args) -> int:
-    path = Path(args.input)
+def _existing(arg) -> Path:
+    path = Path(arg)
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    return path
+
+
+def _with_archive(path: Path, method: str):
+    """Open the archive at ``path`` and call one of its ArchiveReader methods."""
+    from probewarp.format.archive import ArchiveReader
+    with ArchiveReader(path) as ar:
+        return getattr(ar, method)()
+
+
+def cmd_info(args) -> int:
+    path = _existing(args.input)
     if _is_archive(path):
-        from probewarp.format.archive import ArchiveReader
-        with ArchiveReader(path) as ar:
-            summary = ar.summary()
+        summary = _with_archive(path, "summary")
     else:
         from probewarp.baker.probeset import ProbeSet
         summary = ProbeSet.load(path).summary()
@@ -223,13 +233,9 @@ def cmd_info(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    path = Path(args.input)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
+    path = _existing(args.input)
     if _is_archive(path):
-        from probewarp.format.archive import ArchiveReader
-        with ArchiveReader(path) as ar:
-            ar.validate()
+        _with_archive(path, "validate")
         print(f"{path}: ok")
         return errors.EXIT_OK
     from probewarp.baker.probeset import ProbeSet

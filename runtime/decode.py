@@ -16,7 +16,8 @@ import numpy as np
 from probewarp.format import layout
 from probewarp.format.errors import InputError
 from probewarp.runtime import shaders
-from probewarp.runtime.gl import CubemapArray, _gl, check_gl_error, create_context
+from probewarp.runtime.context import _gl, check_gl_error, create_context
+from probewarp.runtime.cubearray import CubemapArray
 from probewarp.runtime.streamer import Streamer
 
 

@@ -40,7 +40,8 @@ import numpy as np
 from probewarp.format import layout, spatialhash, texformats
 from probewarp.format.archive import ArchiveReader
 from probewarp.format.errors import InputError
-from probewarp.runtime.gl import GL_TEXTURE_CUBE_MAP_SEAMLESS, CubemapArray, _gl, check_gl_error
+from probewarp.runtime.context import GL_TEXTURE_CUBE_MAP_SEAMLESS, _gl, check_gl_error
+from probewarp.runtime.cubearray import CubemapArray
 
 #: Most cube-map arrays the shader include can address (texture units).
 MAX_ARRAYS = layout.MAX_ARRAYS

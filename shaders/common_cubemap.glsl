@@ -6,7 +6,7 @@
 //     MAJOR[f] + sc * U_AXIS[f] + tc * V_AXIS[f],
 //     sc = 2 (s + 0.5) / R - 1,  tc = 2 (t + 0.5) / R - 1.
 // That is exactly what texture(samplerCube*, dir) reads when the array is
-// uploaded as is (probewarp.runtime.gl.CubemapArray), so the hardware does
+// uploaded as is (probewarp.runtime.cubearray.CubemapArray), so the hardware does
 // direction -> texel; these functions are for compute passes that walk
 // texels (bakes, metrics, parity tests).
 //

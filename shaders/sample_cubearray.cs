@@ -15,7 +15,7 @@
 //                          (common_cubemap.glsl, DESIGN-NOTES §1).
 //   binding 1  results[i]: the filtered RGBA value.
 // Texture: layout(binding = CUBE_BINDING) samplerCubeArray, e.g.
-// probewarp.runtime.gl.CubemapArray.bind(CUBE_BINDING). Layer l is cubemap l
+// probewarp.runtime.cubearray.CubemapArray.bind(CUBE_BINDING). Layer l is cubemap l
 // of the array (depth 6 * l + face), as uploaded by CubemapArray.upload.
 // Uniforms: u_count (number of queries), u_lod (level, USE_LOD 1 only).
 // Dispatch ceil(u_count / LOCAL_SIZE) groups.

@@ -3,7 +3,7 @@
 // query positions: the spherical-harmonics baseline (baker/baselines.py
 // SphericalHarmonics) as a GL decoder, for per-texel cost comparisons.
 //
-// Output: u_out, an rgba32f cube-map array (probewarp.runtime.gl.CubemapArray
+// Output: u_out, an rgba32f cube-map array (probewarp.runtime.cubearray.CubemapArray
 // bound with glBindImageTexture(0, tex, 0, GL_TRUE, 0, GL_WRITE_ONLY,
 // GL_RGBA32F)). Query q's cubemap is layer q: texel (face, t, s) is written at
 // ivec3(s, t, 6 * q + face) with RGB = linear radiance, A = 1. The direction

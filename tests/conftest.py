@@ -4,7 +4,7 @@
 GL fixtures
 -----------
 ``gl_ctx`` (session): a headless EGL context from
-:func:`probewarp.runtime.gl.create_context` (Mesa llvmpipe here and on CI).
+:func:`probewarp.runtime.context.create_context` (Mesa llvmpipe here and on CI).
 ``gl`` (function): the same context, asserting ``GL_NO_ERROR`` before and
 after the test. Tests use ``gl``; ``gl_ctx`` is for other fixtures.
 
@@ -26,7 +26,7 @@ import sys
 
 import pytest
 
-# PyOpenGL chooses its platform at first import; runtime.gl defaults it to EGL
+# PyOpenGL chooses its platform at first import; runtime.context defaults it to EGL
 # too, but a test module importing OpenGL first must not pick GLX.
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # import naive
@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # import naive
 @pytest.fixture(scope="session")
 def gl_ctx():
     """Session-wide moderngl context (GL 4.5 core, seamless cube filtering on)."""
-    from probewarp.runtime.gl import create_context
+    from probewarp.runtime.context import create_context
     try:
         ctx = create_context(require=450)
     except Exception as exc:  # noqa: BLE001 (EGL/driver missing: anything glcontext raises)

@@ -124,7 +124,7 @@ def test_decoder_matches_oracle_between_and_outside_probes(baked):
     rng = np.random.default_rng(1)
     q = np.concatenate([rng.uniform(-1, 1, (3, 3)), [[1.7, 0.2, -2.0]], g[5:6]])
     got = dec.decode(q, R=4)
-    lo, hi, shape = g[0], g[-1], np.array([4, 4, 4])
+    lo, hi = g[0], g[-1]
     step = (hi - lo) / 3
     protos = dec.J.reshape(-1, 6, 8, 8, 3).astype(np.float64)
     for n, p in enumerate(q):

@@ -6,7 +6,7 @@ from probewarp import baselines as B
 from probewarp.baselines import pca as pca_mod
 from probewarp.baselines.base import _index_bytes
 from probewarp.format.texformats import index_dtype
-from probewarp.baker.cubemap import texel_directions, texel_weights
+from probewarp.baker.cubemap import texel_weights
 from probewarp.format.errors import InputError
 from probewarp.baker.metrics import evaluate, inverse_tonemap, tonemap
 import naive

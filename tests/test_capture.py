@@ -1,4 +1,4 @@
-"""Probe capture (probewarp.capture.capturer, probewarp.capture.sky, probewarp.capture.scene) on llvmpipe.
+"""Probe capture (probewarp.capture.capturer, .geometry, .shadow, .sky, .scene, .town) on llvmpipe.
 
 Oracles are numpy: ray-box intersection through
 :func:`probewarp.baker.cubemap.texel_directions` for orientation, the numpy
@@ -242,11 +242,11 @@ def test_culling_is_conservative(gl):
 
 
 def test_draw_commands_merge_runs():
-    from probewarp.capture.capturer import _draw_commands
+    from probewarp.capture.geometry import draw_commands
 
     vis = np.array([[1, 1, 0, 1], [0, 0, 0, 0], [0, 1, 1, 1]], bool)
     first, count = np.array([0, 6, 9, 30]), np.array([6, 3, 21, 3])
-    cmd = _draw_commands(vis, first, count)
+    cmd = draw_commands(vis, first, count)
     # count, instanceCount, firstIndex, baseVertex, baseInstance
     np.testing.assert_array_equal(cmd, [[9, 1, 0, 0, 0], [3, 1, 30, 0, 0], [27, 1, 6, 0, 2]])
 

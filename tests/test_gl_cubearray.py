@@ -1,6 +1,6 @@
 """Cube-map arrays on the GPU against the CPU convention (DESIGN-NOTES §1).
 
-A real ``GL_TEXTURE_CUBE_MAP_ARRAY`` (probewarp.runtime.gl.CubemapArray) is
+A real ``GL_TEXTURE_CUBE_MAP_ARRAY`` (probewarp.runtime.cubearray.CubemapArray) is
 sampled by ``shaders/sample_cubearray.cs`` and compared with the plain-numpy
 oracle ``naive.naive_sample_cube``; plus the shader loader
 (probewarp.runtime.shaders).
@@ -43,7 +43,7 @@ import pytest
 
 from probewarp.format import texformats
 from probewarp.baker.cubemap import downsample_box, texel_directions
-from probewarp.runtime import gl as pgl
+from probewarp.runtime import context, cubearray
 from probewarp.runtime import shaders
 
 from naive import naive_sample_cube
@@ -142,7 +142,7 @@ def rng():
 def test_random_directions_match_oracle(gl, rng, R):
     M, N = 3, 4000
     faces = random_faces(rng, M, R)
-    with pgl.CubemapArray(gl, R, M) as tex:
+    with cubearray.CubemapArray(gl, R, M) as tex:
         tex.upload(0, faces[:1])          # two uploads: zoffset 0 and 6
         tex.upload(1, faces[1:])
         dirs = rng.normal(size=(M, N, 3))
@@ -176,7 +176,7 @@ def test_corners_and_edges_match_oracle(gl, rng, R):
     faces = random_faces(rng, M, R)
     corners, near, edges = _corner_and_edge_directions(rng, R)
     atol = _bilinear_atol(gl, R)
-    with pgl.CubemapArray(gl, R, M) as tex:
+    with cubearray.CubemapArray(gl, R, M) as tex:
         tex.upload(0, faces)
         for name, d in (("exact corners", corners), ("near corners", near), ("exact edges", edges)):
             got = sample_gpu(gl, tex, np.concatenate([dir_queries(d, m) for m in range(M)]))
@@ -188,7 +188,7 @@ def test_corners_and_edges_match_oracle(gl, rng, R):
     f = faces[0].astype(np.float64)
     three = (f[0, 0, 0] + f[2, R - 1, R - 1] + f[4, 0, R - 1]) / 3.0
     np.testing.assert_allclose(naive_sample_cube(faces[0], [[1.0, 1.0, 1.0]])[0], three, atol=1e-12)
-    with pgl.CubemapArray(gl, R, 1) as tex:
+    with cubearray.CubemapArray(gl, R, 1) as tex:
         tex.upload(0, faces[:1])
         g = sample_gpu(gl, tex, dir_queries([[1.0, 1.0, 1.0]], 0))[0]
     assert np.abs(g - three).max() <= atol
@@ -201,7 +201,7 @@ def test_texel_centres_are_exact(gl, rng, R, internal_format):
     M = 3
     faces = random_faces(rng, M, R)
     atol = TEXEL_CENTRE_REL_TOL * VALUE_RANGE
-    with pgl.CubemapArray(gl, R, M, internal_format=internal_format) as tex:
+    with cubearray.CubemapArray(gl, R, M, internal_format=internal_format) as tex:
         tex.upload(0, faces)
         got = sample_gpu(gl, tex, texel_centre_queries(R, M)).reshape(faces.shape)
         # the same through the GLSL twin of texel_directions (QUERY_TEXEL 1)
@@ -223,12 +223,12 @@ def test_float32_upload_rounds_to_nearest_half(gl, rng):
     data = (rng.uniform(-1.0, 1.0, (M, 6, R, R, 4))
             * 10.0 ** rng.integers(-4, 4, (M, 6, R, R, 4))).astype(np.float32)
     data[0, 0, 0, 0] = [1e6, -1e6, 0.0, 1.0]  # clamps to +-65504, not inf
-    with pgl.CubemapArray(gl, R, M, "rgba16f") as tex:
+    with cubearray.CubemapArray(gl, R, M, "rgba16f") as tex:
         tex.upload(0, data)
         back = tex.read()
     want = np.clip(data, -65504, 65504).astype(np.float16).astype(np.float32)
     np.testing.assert_array_equal(back, want)
-    with pgl.CubemapArray(gl, R, M, "rgba32f") as tex:
+    with cubearray.CubemapArray(gl, R, M, "rgba32f") as tex:
         tex.upload(0, data)
         np.testing.assert_array_equal(tex.read(), data)
 
@@ -258,7 +258,7 @@ def test_rgb9e5_upload(gl, rng, C):
     v[0, 0, 0, 0, :3] = [0.0, 0.0, 0.0]
     v[0, 0, 0, 1, :3] = [7.0e4, 1.0, 0.0]     # above the format's max: clamps
     v[0, 0, 0, 2, :3] = [-1.0, 2.0, 3.0]      # negative: 0
-    with pgl.CubemapArray(gl, R, M, internal_format="rgb9e5") as tex:
+    with cubearray.CubemapArray(gl, R, M, internal_format="rgb9e5") as tex:
         tex.upload(0, v)
         back = tex.read()
         sampled = sample_gpu(gl, tex, texel_centre_queries(R, M)).reshape(back.shape)
@@ -282,7 +282,7 @@ def test_rgb9e5_upload(gl, rng, C):
 def test_mipmaps(gl, rng):
     R, M, levels = 8, 2, 4
     faces = random_faces(rng, M, R)
-    with pgl.CubemapArray(gl, R, M, levels=levels) as tex:
+    with cubearray.CubemapArray(gl, R, M, levels=levels) as tex:
         tex.upload(0, faces)
         tex.generate_mipmaps()
         prev = faces.astype(np.float64)
@@ -333,10 +333,10 @@ def assert_reads_as_decoded(back, stored, fmt):
 
 
 def test_internal_formats_are_the_texformats():
-    assert set(pgl.INTERNAL_FORMATS) == set(texformats.FORMATS)
-    for name, gl_name in pgl.INTERNAL_FORMATS.items():
+    assert set(cubearray.INTERNAL_FORMATS) == set(texformats.FORMATS)
+    for name, gl_name in cubearray.INTERNAL_FORMATS.items():
         assert texformats.FORMATS[name]["gl"] == gl_name
-    assert set(pgl.COMPRESSED_FORMATS) == set(texformats.BLOCK_FORMATS)
+    assert set(cubearray.COMPRESSED_FORMATS) == set(texformats.BLOCK_FORMATS)
     assert set(STORED_READBACK_ULPS) == set(texformats.FORMATS)
 
 
@@ -344,7 +344,7 @@ def test_internal_formats_are_the_texformats():
 def test_upload_stored_reads_back_as_decoded(gl, rng, fmt):
     R, M = 8, 3
     x, stored = stored_texels(rng, fmt, M, R)
-    with pgl.CubemapArray(gl, R, M, internal_format=fmt) as tex:
+    with cubearray.CubemapArray(gl, R, M, internal_format=fmt) as tex:
         tex.upload_stored(0, stored[:1], fmt=fmt)      # two uploads: zoffset 0 and 6
         tex.upload_stored(1, stored[1:])
         back = tex.read()
@@ -360,7 +360,7 @@ def test_upload_stored_level_and_layer_offset(gl, rng, fmt):
     R, M = 8, 3
     _, level0 = stored_texels(rng, fmt, M, R)
     _, level1 = stored_texels(rng, fmt, 2, R // 2)
-    with pgl.CubemapArray(gl, R, M, internal_format=fmt, levels=2) as tex:
+    with cubearray.CubemapArray(gl, R, M, internal_format=fmt, levels=2) as tex:
         tex.upload_stored(0, level0)
         tex.upload_stored(1, level1, level=1)          # layers 1 and 2 of level 1
         tex.upload_stored(0, level1[:1], level=1)      # then layer 0
@@ -374,7 +374,7 @@ def test_upload_stored_level_and_layer_offset(gl, rng, fmt):
 def test_upload_stored_rejects_mismatched_formats(gl, rng):
     R = 8
     x = rng.uniform(0.0, 1.0, (1, 6, R, R, 3)).astype(np.float32)
-    with pgl.CubemapArray(gl, R, 2, internal_format="bc6h", levels=2) as tex:
+    with cubearray.CubemapArray(gl, R, 2, internal_format="bc6h", levels=2) as tex:
         # bc7 blocks have bc6h's shape and dtype: only the name tells them apart
         with pytest.raises(ValueError, match="'bc7' but the texture is 'bc6h'"):
             tex.upload_stored(0, texformats.encode(x, "bc7"), fmt="bc7")
@@ -390,20 +390,20 @@ def test_upload_stored_rejects_mismatched_formats(gl, rng):
             tex.upload(0, x)                                # float texels into a block format
         with pytest.raises(ValueError, match="generate_mipmaps.*upload_stored"):
             tex.generate_mipmaps()
-    with pgl.CubemapArray(gl, R, 1, internal_format="rgba16f") as tex:
+    with cubearray.CubemapArray(gl, R, 1, internal_format="rgba16f") as tex:
         with pytest.raises(ValueError, match=r"float16 \(texformats.stored_layout\), got \(1, 6, 8, 8, 4\) float32"):
             tex.upload_stored(0, texformats.encode(x, "rgba32f"))   # no silent conversion
         with pytest.raises(ValueError, match="'rgba32f' but the texture is 'rgba16f'"):
             tex.upload_stored(0, texformats.encode(x, "rgba32f"), fmt="rgba32f")
-    with pgl.CubemapArray(gl, R, 1, internal_format="rgba8") as tex:
+    with cubearray.CubemapArray(gl, R, 1, internal_format="rgba8") as tex:
         with pytest.raises(ValueError, match="rgba8 texture takes its stored form"):
             tex.upload(0, x)
     with pytest.raises(ValueError, match="divisible by 4"):
-        pgl.CubemapArray(gl, 6, 1, internal_format="bc7")
+        cubearray.CubemapArray(gl, 6, 1, internal_format="bc7")
     # block formats: only levels of whole 4x4 blocks (16, 8, 4)
     with pytest.raises(ValueError, match=r"levels must be in \[1, 3\] for R=16 \(bc6h\)"):
-        pgl.CubemapArray(gl, 16, 1, internal_format="bc6h", levels=4)
-    pgl.CubemapArray(gl, 16, 1, internal_format="bc6h", levels=3).release()
+        cubearray.CubemapArray(gl, 16, 1, internal_format="bc6h", levels=4)
+    cubearray.CubemapArray(gl, 16, 1, internal_format="bc6h", levels=3).release()
 
 
 # ---------------------------------------------------------------------------
@@ -412,10 +412,10 @@ def test_upload_stored_rejects_mismatched_formats(gl, rng):
 
 def test_validation(gl):
     with pytest.raises(ValueError, match="internal_format"):
-        pgl.CubemapArray(gl, 8, 1, internal_format="bc1")
+        cubearray.CubemapArray(gl, 8, 1, internal_format="bc1")
     with pytest.raises(ValueError, match="levels"):
-        pgl.CubemapArray(gl, 8, 1, levels=5)
-    with pgl.CubemapArray(gl, 8, 2, levels=2) as tex:
+        cubearray.CubemapArray(gl, 8, 1, levels=5)
+    with cubearray.CubemapArray(gl, 8, 2, levels=2) as tex:
         with pytest.raises(ValueError, match=r"\(n, 6, 8, 8"):
             tex.upload(0, np.zeros((1, 6, 4, 4, 4), np.float32))
         with pytest.raises(ValueError, match=r"\(n, 6, 4, 4"):
@@ -433,8 +433,8 @@ def test_validation(gl):
 def test_check_gl_error_names_the_call(gl):
     gl.enable_direct(0x1234)  # not a capability: GL_INVALID_ENUM
     with pytest.raises(RuntimeError, match=r"my step failed: GL_INVALID_ENUM"):
-        pgl.check_gl_error("my step")
-    pgl.check_gl_error("nothing pending")  # the flag was drained
+        context.check_gl_error("my step")
+    context.check_gl_error("nothing pending")  # the flag was drained
 
 
 def test_bind_unit_and_state_restored(gl, rng):
@@ -443,7 +443,7 @@ def test_bind_unit_and_state_restored(gl, rng):
     faces = random_faces(rng, 1, R)
     GL.glActiveTexture(GL.GL_TEXTURE3)
     GL.glPixelStorei(GL.GL_UNPACK_ALIGNMENT, 8)   # a host's setting; moderngl sets its own per write
-    with pgl.CubemapArray(gl, R, 1) as tex:
+    with cubearray.CubemapArray(gl, R, 1) as tex:
         tex.upload(0, faces)
         assert int(GL.glGetIntegerv(GL.GL_ACTIVE_TEXTURE)) == GL.GL_TEXTURE3
         assert int(GL.glGetIntegerv(GL.GL_UNPACK_ALIGNMENT)) == 8
@@ -457,14 +457,14 @@ def test_bind_unit_and_state_restored(gl, rng):
 def test_context_from_current_wraps_the_session_context(gl, rng):
     R = 4
     faces = random_faces(rng, 1, R)
-    with pgl.CubemapArray(gl, R, 1) as tex:
+    with cubearray.CubemapArray(gl, R, 1) as tex:
         tex.upload(0, faces)
-        host = pgl.context_from_current()
+        host = context.context_from_current()
         assert host is not gl and host.version_code >= 450
         got = sample_gpu(host, tex, texel_centre_queries(R, 1))   # compiled on the wrapper
         assert host.error == "GL_NO_ERROR"
     np.testing.assert_array_equal(got.reshape(faces.shape), faces.astype(np.float32))
-    assert pgl.context_from_current(ctx=gl) is gl
+    assert context.context_from_current(ctx=gl) is gl
 
 
 # ---------------------------------------------------------------------------

@@ -173,7 +173,7 @@ def programs(gl_ctx, tmp_path_factory):
 def test_std430_blocks_match_the_dtypes(gl, programs):
     """Every SSBO block of the compiled programs: binding, element size and each
     field's offset and strides as the driver reports them equal layout.py's."""
-    from probewarp.runtime.gl import _gl
+    from probewarp.runtime.context import _gl
     GL = _gl()
     _, progs = programs
     seen = set()
@@ -190,7 +190,7 @@ def test_std430_blocks_match_the_dtypes(gl, programs):
 
 def test_a_moved_field_is_caught(gl, programs):
     """The comparison is not vacuous: a dtype with a field moved (or padded) fails it."""
-    from probewarp.runtime.gl import _gl
+    from probewarp.runtime.context import _gl
     GL = _gl()
     _, progs = programs
     block = driver_blocks(GL, progs["all_uses"].glo)["PwSpheres"]
@@ -208,7 +208,7 @@ def test_uniforms_and_texture_unit_match_the_layout(gl, programs):
     """The pw_* uniforms the driver reports for a program using the whole include
     are exactly layout.UNIFORMS, which is what Streamer.uniforms() sets; the
     prototype samplers sit on layout.UNIT_PROTOTYPES onwards."""
-    from probewarp.runtime.gl import _gl
+    from probewarp.runtime.context import _gl
     GL = _gl()
     s, progs = programs
     prog = progs["all_uses"]

@@ -6,7 +6,8 @@ import pytest
 from probewarp.baker import kernels as K
 from probewarp.baker.cubemap import downsample_box, texel_directions
 from probewarp.baker.metrics import evaluate
-from probewarp.baker.prototypes import ProbeCodec, sub_directions
+from probewarp.baker.prototypes import ProbeCodec
+from probewarp.baker.domain import sub_directions
 from probewarp.format.errors import InputError
 import naive
 import tolerances as tol

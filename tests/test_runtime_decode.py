@@ -168,7 +168,7 @@ def test_field_view_matches_cpu_directions(gl, tmp_path):
 def test_code_per_texel_path_matches(gl, tmp_path):
     """decode_cubemap.cs CODE_PER_TEXEL (pw_decode in every texel) against the CPU decoder."""
     from probewarp.runtime.decode import CubemapDecoder
-    from probewarp.runtime.gl import CubemapArray
+    from probewarp.runtime.cubearray import CubemapArray
     from probewarp.runtime.streamer import Streamer
     path, _, _ = make_archive(tmp_path / "a.pwa", keep=0.8, seed=6)
     dec = Decoder(path)

@@ -42,7 +42,7 @@ def _decode_one(gl, decoder, target, x):
 
 def test_scripted_flight_stays_in_budget_and_matches_fallback_rule(gl, big_field):
     from probewarp.runtime.decode import CubemapDecoder
-    from probewarp.runtime.gl import CubemapArray
+    from probewarp.runtime.cubearray import CubemapArray
     from probewarp.runtime.streamer import Streamer
     cpu = Decoder(big_field)
     slots = 9
@@ -144,7 +144,8 @@ def _leaked(code: str) -> list[str]:
 def test_runtime_imports_no_producer_code():
     """Importing the runtime leaves the baker and its heavy dependencies out."""
     assert _leaked("import probewarp.runtime.streamer, probewarp.runtime.decode, "
-                   "probewarp.runtime.shaders, probewarp.runtime.gl") == []
+                   "probewarp.runtime.shaders, probewarp.runtime.context, "
+                   "probewarp.runtime.cubearray, probewarp.runtime.resources") == []
 
 
 @pytest.mark.parametrize("fmt", ["bc7", "bc6h"])
@@ -155,7 +156,7 @@ def test_streaming_a_block_format_archive_encodes_nothing(gl, tmp_path, fmt):
                               fmt=fmt, M=4, N=2, seed=1)
     code = f"""
 import numpy as np
-from probewarp.runtime.gl import create_context
+from probewarp.runtime.context import create_context
 from probewarp.runtime.decode import decode_gl
 ctx = create_context()
 out = decode_gl({str(path)!r}, np.array([[0.1, 1.0, 0.2]]), ctx=ctx, page_slots=8)

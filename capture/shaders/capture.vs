@@ -4,7 +4,7 @@
 // One instance = one (probe, face) = tile i of a large render target (tile i
 // is column i % u_cols, row i / u_cols; face i % 6). The tile index comes in
 // the per-instance attribute, so that indirect draws can pick any instance
-// through their base instance (probewarp.capture.capturer culls chunks of
+// through their base instance (probewarp.capture.geometry culls chunks of
 // triangles per face that way). GL row 0 is the bottom, which is exactly the
 // face's row t = 0, tc = -1 + 1/R: no flips.
 // The face's clip coordinates are

@@ -1,6 +1,6 @@
 #version 450
 // shadow.vs -- depth-only pass of the sun's orthographic shadow map
-// (probewarp.capture.capturer). u_light_clip maps world to clip space of the
+// (probewarp.capture.shadow). u_light_clip maps world to clip space of the
 // map; capture.fs reads it back through the matching [0,1] matrix.
 layout(location = 0) in vec3 in_position;
 

@@ -1,4 +1,4 @@
-"""GL contexts and the raw cube-map-array texture of the runtime.
+"""The raw cube-map-array texture of the runtime.
 
 moderngl 5.13 has no cube-map arrays (/work/shared/PITFALLS.md), so
 :class:`CubemapArray` makes a ``GL_TEXTURE_CUBE_MAP_ARRAY`` with PyOpenGL
@@ -19,15 +19,6 @@ for 1 float32 ulp on unorm8 formats).
 
 Notes
 -----
-PyOpenGL picks its platform (EGL, GLX, ...) once, when ``OpenGL`` is first
-imported. This module imports it lazily, in :func:`_gl`, after
-``os.environ.setdefault("PYOPENGL_PLATFORM", "egl")``: right for the headless
-contexts of :func:`create_context`. A host application that renders through a
-GLX window and embeds probewarp with :func:`context_from_current` should set
-``PYOPENGL_PLATFORM=glx`` itself before importing anything that imports
-``OpenGL`` (with GLVND the core entry points dispatch to the current context
-either way, but extension lookups go through the platform's loader).
-
 Raw GL state this module touches (texture binding of the unit it uses, pixel
 (un)pack parameters and buffer bindings) is saved and restored around each
 call, so moderngl's own state tracking stays valid. Textures are not released
@@ -38,26 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 
 import numpy as np
 import moderngl
 
 from probewarp.format import texformats
-
-#: ``GL_TEXTURE_CUBE_MAP_SEAMLESS``: filter across cube faces (GL 3.2 core).
-GL_TEXTURE_CUBE_MAP_SEAMLESS = 0x884F
-
-#: Names of GL error codes, for messages.
-_GL_ERRORS = {
-    0x0500: "GL_INVALID_ENUM",
-    0x0501: "GL_INVALID_VALUE",
-    0x0502: "GL_INVALID_OPERATION",
-    0x0503: "GL_STACK_OVERFLOW",
-    0x0504: "GL_STACK_UNDERFLOW",
-    0x0505: "GL_OUT_OF_MEMORY",
-    0x0506: "GL_INVALID_FRAMEBUFFER_OPERATION",
-}
+from probewarp.runtime.context import _call, _gl, check_gl_error
+from probewarp.runtime.resources import Releasable, readonly, released_on_error
 
 #: Internal formats :class:`CubemapArray` accepts, by name -> GL enum name:
 #: the texel formats of :data:`probewarp.format.texformats.FORMATS`, same names,
@@ -103,125 +81,6 @@ def _max_levels(R: int, internal_format: str) -> int:
     return n
 
 
-def _gl():
-    """The ``OpenGL.GL`` module, imported with ``PYOPENGL_PLATFORM`` defaulting to EGL."""
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    from OpenGL import GL  # noqa: PLC0415 (lazy on purpose: platform choice)
-    return GL
-
-
-# ---------------------------------------------------------------------------
-# contexts
-# ---------------------------------------------------------------------------
-
-def _prepare(ctx: moderngl.Context, require: int) -> moderngl.Context:
-    if ctx.version_code < require:
-        raise RuntimeError(f"GL context is {ctx.version_code}, probewarp needs {require}")
-    # Seamless cube filtering is global state in GL >= 3.2 core; our CPU
-    # convention (baker/cubemap.py, _cube_taps) assumes it.
-    ctx.enable_direct(GL_TEXTURE_CUBE_MAP_SEAMLESS)
-    check_gl_error("glEnable(GL_TEXTURE_CUBE_MAP_SEAMLESS)", ctx)
-    return ctx
-
-
-def create_context(require: int = 450) -> moderngl.Context:
-    """A headless standalone GL context through EGL, current on return.
-
-    Parameters
-    ----------
-    require : int
-        Minimum GL version as moderngl spells it (450 = GL 4.5 core: compute
-        shaders, ``texture(samplerCubeArray, ...)``, ``glTexStorage3D``).
-
-    Returns
-    -------
-    moderngl.Context
-        With ``GL_TEXTURE_CUBE_MAP_SEAMLESS`` enabled. Works on Mesa llvmpipe
-        without a GPU or a display.
-
-    Raises
-    ------
-    Exception
-        Whatever moderngl/glcontext raise when EGL is unavailable (tests turn
-        that into a skip, see ``tests/conftest.py``).
-    """
-    os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
-    ctx = moderngl.create_standalone_context(backend="egl", require=require)
-    return _prepare(ctx, require)
-
-
-def context_from_current(require: int = 450, ctx: moderngl.Context | None = None) -> moderngl.Context:
-    """Use the GL context a host renderer already made current.
-
-    Parameters
-    ----------
-    require : int
-        Minimum GL version (see :func:`create_context`).
-    ctx : moderngl.Context, optional
-        The host's own moderngl context, if it has one (moderngl-window,
-        ...). Without it, the context current on this thread (EGL first, then
-        GLX, as moderngl's ``DefaultLoader`` looks) is wrapped with
-        ``moderngl.init_context()``, which also makes it
-        ``moderngl.get_context()``'s answer.
-
-    Returns
-    -------
-    moderngl.Context
-        Seamless cube filtering enabled (a global switch: it changes the
-        host's cube sampling too, to the filtering every GL >= 3.2 renderer
-        should use anyway). Releasing it does not destroy the host's context.
-
-    Notes
-    -----
-    ``moderngl.create_context()`` is not used: once any moderngl context
-    exists it goes through glcontext's backends, whose EGL backend cannot
-    attach to a current context ("unknown mode").
-    """
-    if ctx is None:
-        moderngl.init_context()
-        ctx = moderngl.get_context()
-    return _prepare(ctx, require)
-
-
-def check_gl_error(where: str, ctx: moderngl.Context | None = None) -> None:
-    """Raise ``RuntimeError`` naming ``where`` if GL has an error pending.
-
-    Drains every pending error flag (GL may hold several), so a raised error
-    does not leak into the next check. With ``ctx`` the check goes through
-    moderngl (``ctx.error``), otherwise through PyOpenGL's ``glGetError``.
-    """
-    errors = []
-    for _ in range(16):  # GL implementations hold at most a few flags
-        if ctx is not None:
-            e = ctx.error
-            if e == "GL_NO_ERROR":
-                break
-        else:
-            code = int(_gl().glGetError())
-            if code == 0:
-                break
-            e = _GL_ERRORS.get(code, hex(code))
-        errors.append(e)
-    if errors:
-        raise RuntimeError(f"{where} failed: {', '.join(errors)}")
-
-
-def _call(where: str, fn, *args):
-    """Call a PyOpenGL function; GL errors become ``RuntimeError`` naming ``where``."""
-    from OpenGL.error import GLError  # noqa: PLC0415
-    try:
-        out = fn(*args)
-    except GLError as exc:  # PyOpenGL's own per-call check (OpenGL.ERROR_CHECKING)
-        name = _GL_ERRORS.get(int(exc.err), hex(int(exc.err))) if exc.err else str(exc)
-        raise RuntimeError(f"{where} failed: {name}") from None
-    check_gl_error(where)  # when PyOpenGL's checking is switched off
-    return out
-
-
-# ---------------------------------------------------------------------------
-# cube-map arrays
-# ---------------------------------------------------------------------------
-
 @contextlib.contextmanager
 def _pixel_store(GL, pack: bool):
     """Tightly packed pixel transfer from client memory; restores GL state after."""
@@ -247,7 +106,7 @@ def _pixel_store(GL, pack: bool):
         GL.glBindBuffer(buf_target, saved_buf)
 
 
-class CubemapArray:
+class CubemapArray(Releasable):
     """A ``GL_TEXTURE_CUBE_MAP_ARRAY`` of ``layers`` cubemaps, ``R x R`` per face.
 
     Parameters
@@ -277,7 +136,8 @@ class CubemapArray:
     -----
     Filtering is linear (``GL_LINEAR``; ``GL_LINEAR_MIPMAP_LINEAR`` for the
     minifier when ``levels > 1``), wrapping clamp-to-edge (ignored across
-    faces under seamless filtering, which :func:`create_context` enables).
+    faces under seamless filtering, which
+    :func:`probewarp.runtime.context.create_context` enables).
     Sampled layer ``p`` in GLSL is ``texture(tex, vec4(dir, p))``; the values
     match :func:`probewarp.baker.cubemap.sample_cube` on ``faces[p]`` to within
     the GPU's bilinear-weight precision (``tests/test_gl_cubearray.py``
@@ -313,58 +173,41 @@ class CubemapArray:
         self._glo = glo
         ifmt = getattr(GL, INTERNAL_FORMATS[internal_format])
         T = GL.GL_TEXTURE_CUBE_MAP_ARRAY
-        try:
-            with self._bound(GL):
-                _call(f"glTexStorage3D({INTERNAL_FORMATS[internal_format]}, levels={levels}, "
-                      f"{R}x{R}x{6 * layers})", GL.glTexStorage3D, T, levels, ifmt, R, R, 6 * layers)
-                min_filter = GL.GL_LINEAR_MIPMAP_LINEAR if levels > 1 else GL.GL_LINEAR
-                for pname, value in ((GL.GL_TEXTURE_MIN_FILTER, min_filter),
-                                     (GL.GL_TEXTURE_MAG_FILTER, GL.GL_LINEAR),
-                                     (GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE),
-                                     (GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE),
-                                     (GL.GL_TEXTURE_WRAP_R, GL.GL_CLAMP_TO_EDGE),
-                                     (GL.GL_TEXTURE_BASE_LEVEL, 0),
-                                     (GL.GL_TEXTURE_MAX_LEVEL, levels - 1)):
-                    _call("glTexParameteri", GL.glTexParameteri, T, pname, value)
-        except Exception:
-            self.release()
-            raise
+        with released_on_error(self), self._bound(GL):
+            _call(f"glTexStorage3D({INTERNAL_FORMATS[internal_format]}, levels={levels}, "
+                  f"{R}x{R}x{6 * layers})", GL.glTexStorage3D, T, levels, ifmt, R, R, 6 * layers)
+            min_filter = GL.GL_LINEAR_MIPMAP_LINEAR if levels > 1 else GL.GL_LINEAR
+            for pname, value in ((GL.GL_TEXTURE_MIN_FILTER, min_filter),
+                                 (GL.GL_TEXTURE_MAG_FILTER, GL.GL_LINEAR),
+                                 (GL.GL_TEXTURE_WRAP_S, GL.GL_CLAMP_TO_EDGE),
+                                 (GL.GL_TEXTURE_WRAP_T, GL.GL_CLAMP_TO_EDGE),
+                                 (GL.GL_TEXTURE_WRAP_R, GL.GL_CLAMP_TO_EDGE),
+                                 (GL.GL_TEXTURE_BASE_LEVEL, 0),
+                                 (GL.GL_TEXTURE_MAX_LEVEL, levels - 1)):
+                _call("glTexParameteri", GL.glTexParameteri, T, pname, value)
 
     # -- properties ---------------------------------------------------------
-    @property
-    def glo(self) -> int:
-        """GL texture name (0 once released)."""
-        return self._glo
-
-    @property
-    def resolution(self) -> int:
-        """``R``, face size of level 0."""
-        return self._R
-
-    @property
-    def layers(self) -> int:
-        """Number of cubemaps."""
-        return self._layers
-
-    @property
-    def levels(self) -> int:
-        """Number of mip levels allocated."""
-        return self._levels
-
-    @property
-    def internal_format(self) -> str:
-        """One of :data:`INTERNAL_FORMATS`' keys."""
-        return self._format
+    glo = readonly("_glo", "GL texture name (0 once released).")
+    resolution = readonly("_R", "``R``, face size of level 0.")
+    layers = readonly("_layers", "Number of cubemaps.")
+    levels = readonly("_levels", "Number of mip levels allocated.")
+    internal_format = readonly("_format", "One of :data:`INTERNAL_FORMATS`' keys.")
 
     def __repr__(self) -> str:
         return (f"CubemapArray(glo={self._glo}, resolution={self._R}, layers={self._layers}, "
                 f"internal_format={self._format!r}, levels={self._levels})")
 
-    def __enter__(self):
-        return self
+    # -- validation ---------------------------------------------------------
+    def _level_size(self, level: int) -> int:
+        """``r = max(1, R >> level)``, face size of an allocated ``level``."""
+        if not 0 <= level < self._levels:
+            raise ValueError(f"level must be in [0, {self._levels}), got {level}")
+        return max(1, self._R >> level)
 
-    def __exit__(self, *exc):
-        self.release()
+    def _check_layers(self, layer_start: int, n: int) -> None:
+        """Cubemaps ``[layer_start, layer_start + n)`` must lie in ``[0, layers)``."""
+        if layer_start < 0 or layer_start + n > self._layers:
+            raise ValueError(f"layers [{layer_start}, {layer_start + n}) out of [0, {self._layers})")
 
     # -- GL -----------------------------------------------------------------
     @contextlib.contextmanager
@@ -418,17 +261,14 @@ class CubemapArray:
             data = data.astype(np.float32)
         if data.dtype not in (np.float16, np.float32):
             raise TypeError(f"data must be float16 or float32, got {data.dtype}")
-        if not 0 <= level < self._levels:
-            raise ValueError(f"level must be in [0, {self._levels}), got {level}")
-        r = max(1, self._R >> level)
+        r = self._level_size(level)
         if data.ndim != 5 or data.shape[1:4] != (6, r, r) or data.shape[4] not in (3, 4):
             raise ValueError(f"data must be (n, 6, {r}, {r}, 3 or 4) for level {level}, "
                              f"got {data.shape}")
         n = data.shape[0]
         if n == 0:
             return
-        if layer_start < 0 or layer_start + n > self._layers:
-            raise ValueError(f"layers [{layer_start}, {layer_start + n}) out of [0, {self._layers})")
+        self._check_layers(layer_start, n)
         if self._format == "rgba16f" and data.dtype == np.float32:
             # Round to nearest on the CPU: Mesa converts float -> half by
             # truncation (measured on llvmpipe: half the texels 1 ulp low).
@@ -488,9 +328,7 @@ class CubemapArray:
         if fmt is not None and fmt != ifmt_name:
             raise ValueError(f"stored texels are {fmt!r} but the texture is {ifmt_name!r}: "
                              f"formats must match (no conversion in upload_stored)")
-        if not 0 <= level < self._levels:
-            raise ValueError(f"level must be in [0, {self._levels}), got {level}")
-        r = max(1, self._R >> level)
+        r = self._level_size(level)
         face_shape, dtype = texformats.stored_layout(ifmt_name, r)
         stored = np.asarray(stored)
         if stored.shape[1:] != (6,) + face_shape or stored.dtype != dtype:
@@ -500,8 +338,7 @@ class CubemapArray:
         n = stored.shape[0]
         if n == 0:
             return
-        if layer_start < 0 or layer_start + n > self._layers:
-            raise ValueError(f"layers [{layer_start}, {layer_start + n}) out of [0, {self._layers})")
+        self._check_layers(layer_start, n)
         data = np.ascontiguousarray(stored)
         T, z = GL.GL_TEXTURE_CUBE_MAP_ARRAY, 6 * int(layer_start)
         where = f"level={level}, zoffset={z}, {r}x{r}x{6 * n}, {ifmt_name}"
@@ -531,9 +368,7 @@ class CubemapArray:
             rgb9e5 and bc6h).
         """
         GL = _gl()
-        if not 0 <= level < self._levels:
-            raise ValueError(f"level must be in [0, {self._levels}), got {level}")
-        r = max(1, self._R >> level)
+        r = self._level_size(level)
         out = np.empty((self._layers, 6, r, r, 4), np.float32)
         with self._bound(GL), _pixel_store(GL, pack=True):
             _call(f"glGetTexImage(level={level})", GL.glGetTexImage,
