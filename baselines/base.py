@@ -115,6 +115,10 @@ class _Baseline:
 
     _params: tuple = ()
 
+    def _label(self, text: str) -> str:
+        """A table label, tagged with the fit domain unless it is the default ``'tonemap'``."""
+        return text if self.domain == "tonemap" else f"{text} ({self.domain})"
+
     def get_params(self) -> dict:
         """The constructor's keyword parameters (scikit-learn style)."""
         return {k: getattr(self, k) for k in self._params}

@@ -81,8 +81,7 @@ class PCA(_Baseline):
     @property
     def name(self) -> str:
         """Label for tables, e.g. ``'PCA K=16'`` (``'PCA K=16 (linear)'``)."""
-        tag = "" if self.domain == "tonemap" else f" ({self.domain})"
-        return f"PCA K={self.n_components}{tag}"
+        return self._label(f"PCA K={self.n_components}")
 
     def fit(self, faces) -> "PCA":
         """Learn the mean and the K eigen-images of ``faces`` ((P, 6, R, R, 3) float)."""

@@ -66,8 +66,7 @@ class VectorQuantizer(_Baseline):
     @property
     def name(self) -> str:
         """Label for tables, e.g. ``'k-means VQ M=256'``."""
-        tag = "" if self.domain == "tonemap" else f" ({self.domain})"
-        return f"k-means VQ M={self.n_clusters}{tag}"
+        return self._label(f"k-means VQ M={self.n_clusters}")
 
     def fit(self, faces) -> "VectorQuantizer":
         """Learn the codebook of ``faces`` ((P, 6, R, R, 3) float)."""
