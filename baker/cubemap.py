@@ -32,6 +32,7 @@ import numpy as np
 import numba as nb
 
 from probewarp.baker import config
+from probewarp.format.texformats import downsample_box   # the one box filter (mip chains too)
 
 #: Major axis of each face (the direction through its centre).
 MAJOR = np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], np.float64)
@@ -263,34 +264,6 @@ def sample_cube(faces: np.ndarray, dirs: np.ndarray) -> np.ndarray:
     out = np.empty((d.shape[0], C), np.float64)
     _sample_kernel(flat, R, d, out)
     return out.reshape(dirs.shape[:-1] + (C,))
-
-
-def downsample_box(faces: np.ndarray, factor: int) -> np.ndarray:
-    """Average ``factor x factor`` texel blocks of every face.
-
-    Parameters
-    ----------
-    faces : (..., 6, R, R, C) with R divisible by ``factor``
-
-    Returns
-    -------
-    (..., 6, R // factor, R // factor, C), same dtype as float32/64 input.
-
-    Notes
-    -----
-    An unweighted box: sub-texels of one texel differ in solid angle by less
-    than the texel's own variation, which is what the GPU's mip chain does too.
-    """
-    faces = np.asarray(faces)
-    R = faces.shape[-3]
-    if factor < 1 or R % factor:
-        raise ValueError(f"resolution {R} is not divisible by factor {factor}")
-    if factor == 1:
-        return faces
-    r = R // factor
-    shp = faces.shape[:-3] + (r, factor, r, factor, faces.shape[-1])
-    return faces.reshape(shp).mean(axis=(-4, -2), dtype=np.float64).astype(
-        np.promote_types(faces.dtype, np.float32))
 
 
 def resample_cube(faces: np.ndarray, R_out: int, supersample: int = 4) -> np.ndarray:

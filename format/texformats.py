@@ -244,17 +244,35 @@ def mip_level_count(Rp: int, R: int, fmt: str) -> int:
     return levels
 
 
-def box_halve(faces: np.ndarray) -> np.ndarray:
-    """(..., R, R, C) float -> (..., R/2, R/2, C) float32: the mean of each 2x2
-    texel block (accumulated in float64; the same numbers as
-    ``probewarp.baker.cubemap.downsample_box(faces, 2)``)."""
-    v = np.asarray(faces)
-    R = v.shape[-3]
-    if R % 2:
-        raise ValueError(f"resolution {R} is not divisible by 2")
-    r = R // 2
-    shp = v.shape[:-3] + (r, 2, r, 2, v.shape[-1])
-    return v.reshape(shp).mean(axis=(-4, -2), dtype=np.float64).astype(np.promote_types(v.dtype, np.float32))
+def downsample_box(faces: np.ndarray, factor: int) -> np.ndarray:
+    """Average ``factor x factor`` texel blocks of every face.
+
+    Parameters
+    ----------
+    faces : (..., R, R, C) with R divisible by ``factor``
+
+    Returns
+    -------
+    (..., R // factor, R // factor, C), float32 or float64 (as the input;
+    accumulated in float64).
+
+    Notes
+    -----
+    An unweighted box: sub-texels of one texel differ in solid angle by less
+    than the texel's own variation, which is what the GPU's mip chain does too.
+    The one box filter of the project: mip chains here, and the baker's
+    super-resolution and capture downsampling (:mod:`probewarp.baker.cubemap`).
+    """
+    faces = np.asarray(faces)
+    R = faces.shape[-3]
+    if factor < 1 or R % factor:
+        raise ValueError(f"resolution {R} is not divisible by factor {factor}")
+    if factor == 1:
+        return faces
+    r = R // factor
+    shp = faces.shape[:-3] + (r, factor, r, factor, faces.shape[-1])
+    return faces.reshape(shp).mean(axis=(-4, -2), dtype=np.float64).astype(
+        np.promote_types(faces.dtype, np.float32))
 
 
 def mip_chain(stored: np.ndarray, fmt: str, levels: int) -> list[np.ndarray]:
@@ -267,6 +285,6 @@ def mip_chain(stored: np.ndarray, fmt: str, levels: int) -> list[np.ndarray]:
     if levels > 1:
         v = decode(stored, fmt)
         for _ in range(1, int(levels)):
-            v = box_halve(v)
+            v = downsample_box(v, 2)
             out.append(encode(v, fmt))
     return out
