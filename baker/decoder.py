@@ -182,9 +182,6 @@ class Decoder:
         w[exact, 0] = 1.0
         return ids, w / w.sum(axis=1, keepdims=True)
 
-    #: The earlier name of :meth:`pw_find_probes`.
-    stencil = pw_find_probes
-
     def pw_code_at(self, q: np.ndarray, resident=None):
         """The probes' codes around each query blended into one list of
         (prototype, weight): (Q, 3) -> (Q, 8 N) int32 global prototype

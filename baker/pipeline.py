@@ -30,6 +30,7 @@ from probewarp.baker import report as rep
 from probewarp.baker.bake import archive_meta, bake
 from probewarp.baker.decoder import Decoder
 from probewarp.baker.probeset import ProbeSet
+from probewarp.baker.prototypes import ProbeCodec
 from probewarp.format.archive import write_archive
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
@@ -166,10 +167,10 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
         s = acc.result()
         psnr, log_rmse, per_probe = s["psnr_db"], s["log_rmse"], acc.per_probe_psnr
         decode_s = time.perf_counter() - t1
+    codec = {**ProbeCodec().get_params(), **codec_kw}     # the learner's defaults, from the learner
     params = {"prototypes": n_prototypes, "taps": n_taps, "prototype_res": report["prototype_res"],
-              "page_probes": page_probes, "seed": seed, "iterations": codec_kw.get("n_iter", 4),
-              "domain": codec_kw.get("domain", "tonemap"), "warp": codec_kw.get("warp", True),
-              "texel_format": codec_kw.get("texel_format", "rgba16f")}
+              "page_probes": page_probes, "seed": seed, "iterations": codec["n_iter"],
+              "domain": codec["domain"], "warp": codec["warp"], "texel_format": codec["texel_format"]}
     return BakeResult(archive=out, n_probes=P, probe_res=int(report["probe_res"]),
                       prototype_res=int(report["prototype_res"]), n_pages=int(report["n_pages"]),
                       file_bytes=int(size), bytes_per_probe=size / P, psnr_db=psnr, log_rmse=log_rmse,

@@ -114,7 +114,7 @@ def distinct_prototypes(archive, q):
     distinct prototypes after (pw_code_at + pw_code_merge, common_probewarp.glsl)."""
     from probewarp.baker.decoder import Decoder
     dec = Decoder(archive)
-    ids, sw = dec.stencil(q)
+    ids, sw = dec.pw_find_probes(q)
     idx = dec.codes_idx[ids].reshape(len(q), -1)
     w = (dec.codes_w[ids] * sw[..., None]).reshape(len(q), -1)
     entries = (w > 0).sum(axis=1)

@@ -83,7 +83,7 @@ def cmd_capture(args) -> int:
     t0 = time.perf_counter()
     with _progress("capture", total) as bar:
         probes = capture_grid(scene, lo, hi, n, args.res, supersample=args.supersample,
-                              progress=lambda done, total: bar.update(done - bar.n))
+                              progress=_bar_update(bar))
     dt = time.perf_counter() - t0
     probes.save(args.output)
     print(f"captured {probes.n_probes} probes at R={probes.resolution} in {dt:.1f} s "
@@ -122,17 +122,17 @@ def cmd_bake(args) -> int:
     probes, srep = pipeline.load_probes(args.input, sanitize=args.sanitize)
     if srep is not None:
         print(srep.summary())
-    _bake(probes, out, n_prototypes=args.prototypes, n_taps=args.taps, prototype_res=args.prototype_res,
-          page_probes=args.page_probes, seed=args.seed, n_iter=args.iterations, domain=args.domain,
-          warp=not args.no_warp, texel_format=args.format)
+    _bake(lambda progress: pipeline.bake_probeset(
+        probes, out, n_prototypes=args.prototypes, n_taps=args.taps, prototype_res=args.prototype_res,
+        page_probes=args.page_probes, seed=args.seed, n_iter=args.iterations, domain=args.domain,
+        warp=not args.no_warp, texel_format=args.format, validate=False, progress=progress), args.iterations)
     return errors.EXIT_OK
 
 
-def _bake(probes, out: Path, **kw):
-    """:func:`probewarp.baker.pipeline.bake_probeset` of a checked set with a
-    progress bar (one step per learner phase); print the summary."""
-    from probewarp.baker.pipeline import bake_probeset
-    phases_per_page = 2 + 3 * kw.get("n_iter", 4) + 1
+def _bake(run, n_iter: int):
+    """``run(progress)`` (a :func:`probewarp.baker.pipeline.bake_probeset` call)
+    with a progress bar, one step per learner phase; print the summary."""
+    phases_per_page = 2 + 3 * n_iter + 1
     with _progress("bake", None, unit="phase") as bar:
         def progress(page, n_pages, stage, info):
             if bar.total is None:
@@ -140,9 +140,9 @@ def _bake(probes, out: Path, **kw):
                 bar.refresh()
             bar.set_postfix_str(f"page {page + 1}/{n_pages} {stage} {info.get('psnr_db', 0):.2f} dB")
             bar.update(1)
-        r = bake_probeset(probes, out, validate=False, progress=progress, **kw)
+        r = run(progress)
     paths = r.report_paths
-    print(f"baked {r.n_probes} probes into {r.n_pages} page(s) in {r.seconds['bake']:.1f} s -> {out}")
+    print(f"baked {r.n_probes} probes into {r.n_pages} page(s) in {r.seconds['bake']:.1f} s -> {r.archive}")
     print(f"  PSNR {r.psnr_db:.2f} dB   log-RMSE {r.log_rmse:.4f}   {r.bytes_per_probe:.1f} bytes/probe "
           f"({r.file_bytes} bytes)")
     print(f"  report {paths['json']}, plots {paths['loss_png']}, {paths['error_png']}")
@@ -177,25 +177,27 @@ def cmd_decode(args) -> int:
 
 def cmd_compare(args) -> int:
     from probewarp.baker.pipeline import load_probes
+    from probewarp.baselines.compare import compare_probeset
     probes, _ = load_probes(args.input)
-    _compare(probes, Path(args.out), "compare", prototype_res=args.prototype_res,
-             n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations,
-             seed=args.seed, heldout=not args.no_heldout,
-             super_resolution=not args.no_super_resolution)
+    _compare("compare", lambda progress: compare_probeset(
+        probes, Path(args.out), progress=progress, prototype_res=args.prototype_res,
+        n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations, seed=args.seed,
+        heldout=not args.no_heldout, super_resolution=not args.no_super_resolution))
     print(f"\nwrote {Path(args.out) / 'compare.json'} and {Path(args.out) / 'compare.png'}")
     return errors.EXIT_OK
 
 
-def _compare(probes, out: Path, label: str, **kw) -> dict:
-    """:func:`probewarp.baselines.compare.compare_probeset` (writes OUT/compare.json
-    and compare.png) with a progress bar; print the table."""
-    from probewarp.baselines import compare as cmp
+def _compare(label: str, run) -> dict:
+    """``run(progress)`` (a :func:`probewarp.baselines.compare.compare_probeset`
+    call, which writes OUT/compare.json and compare.png) with a progress bar;
+    print the table."""
+    from probewarp.baselines.compare import format_table
     with _progress(label, None, unit="method") as bar:
         def progress(name):
             bar.set_postfix_str(name)
             bar.update(1)
-        result = cmp.compare_probeset(probes, out, progress=progress, **kw)
-    print(cmp.format_table(result))
+        result = run(progress)
+    print(format_table(result))
     return result
 
 
@@ -262,15 +264,15 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     with _progress("1/3 capture the built-in scene", total) as bar:
         probes = job.capture_step(out, n=n, res=args.res, seed=args.seed,
-                                  progress=lambda done, total: bar.update(done - bar.n))
+                                  progress=_bar_update(bar))
     print(f"built-in scene: {probes.n_probes} probes at R={probes.resolution} captured in "
           f"{time.perf_counter() - t0:.1f} s -> {out / job.PROBES_NAME}")
     kw = dict(n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations, seed=args.seed)
     print("2/3 bake")
-    _bake(probes, out / job.ARCHIVE_NAME, **kw)
+    _bake(lambda progress: job.bake_step(probes, out, progress=progress, **kw), args.iterations)
     if args.no_compare:
         return errors.EXIT_OK
-    _compare(probes, out, "3/3 compare", **kw)
+    _compare("3/3 compare", lambda progress: job.compare_step(probes, out, progress=progress, **kw))
     print(f"\nwrote {out}/: probes.npz, probes.pwa (+ report and plots), compare.json, compare.png")
     return errors.EXIT_OK
 

@@ -176,7 +176,7 @@ def decode_gl(archive, positions, R: int | None = None, *, ctx=None, page_slots:
             cov = np.empty(q.shape[0], np.float32)
             # group positions by the pages they read, in spatial order, so each
             # group's pages fit the slots
-            order = np.lexsort(np.floor((q - s.grid_lo) / s.grid_step).T[::-1])
+            order = np.lexsort(np.floor((q - s.grid.lo) / s.grid.step).T[::-1])
             target = CubemapArray(ctx, R, min(chunk, max(1, q.shape[0])), "rgba32f")
             try:
                 a = 0

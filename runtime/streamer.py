@@ -131,12 +131,9 @@ class Streamer:
         available = self.reader.prototype_levels
         self.levels = max(1, min(int(levels or available), available))
         self.grid = self.reader.grid
-        self.grid_shape = self.grid.shape_array
-        self.grid_lo = self.grid.lo
-        self.grid_step = self.grid.step
         self.hash_table, self.hash_max_probe = self.reader.hash()
         diag = np.linalg.norm(table["hi"].astype(np.float64) - table["lo"].astype(np.float64), axis=1)
-        self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid_step.max())))
+        self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid.step.max())))
         self.uploads_per_frame = uploads_per_frame
 
         check_gl_error("GL state before Streamer creation (not probewarp's)", self.ctx)
@@ -150,8 +147,11 @@ class Streamer:
         self.hash_buffer = self.ctx.buffer(layout.pack_hash(self.hash_table).tobytes())
         self.page_slot = np.full(self.n_pages, layout.PAGE_ABSENT, layout.PAGE_SLOT_DTYPE)
         self.pages_buffer = self.ctx.buffer(self.page_slot.tobytes())
-        self.codes_buffer = self.ctx.buffer(reserve=self.page_slots * self.page_probes * self.N * layout.CODE_DTYPE.itemsize)
-        self.spheres_buffer = self.ctx.buffer(reserve=self.page_slots * self.slot_prototypes * layout.SPHERE_DTYPE.itemsize)
+        # bytes of one slot's codes and spheres in their buffers
+        self._codes_stride = self.page_probes * self.N * layout.CODE_DTYPE.itemsize
+        self._spheres_stride = self.slot_prototypes * layout.SPHERE_DTYPE.itemsize
+        self.codes_buffer = self.ctx.buffer(reserve=self.page_slots * self._codes_stride)
+        self.spheres_buffer = self.ctx.buffer(reserve=self.page_slots * self._spheres_stride)
         self._gl_objects += [self.hash_buffer, self.pages_buffer, self.codes_buffer, self.spheres_buffer]
         check_gl_error("Streamer allocation", self.ctx)
 
@@ -329,8 +329,8 @@ class Streamer:
         arr = self.arrays[a]
         for lvl, data in enumerate(item.levels):
             arr.upload_stored(first * self.slot_prototypes, data, lvl)
-        self.codes_buffer.write(item.codes.tobytes(), offset=slot * self.page_probes * self.N * layout.CODE_DTYPE.itemsize)
-        self.spheres_buffer.write(item.spheres.tobytes(), offset=slot * self.slot_prototypes * layout.SPHERE_DTYPE.itemsize)
+        self.codes_buffer.write(item.codes.tobytes(), offset=slot * self._codes_stride)
+        self.spheres_buffer.write(item.spheres.tobytes(), offset=slot * self._spheres_stride)
         self.slot_page[slot] = item.page
         self.page_slot[item.page] = slot
 
@@ -382,9 +382,9 @@ class Streamer:
 
     def uniforms(self) -> dict:
         """Values of the ``pw_*`` uniforms, exactly the names of ``layout.UNIFORMS``."""
-        out = {"pw_grid_lo": tuple(float(v) for v in self.grid_lo),
-               "pw_grid_step": tuple(float(v) for v in self.grid_step),
-               "pw_grid_shape": tuple(int(v) for v in self.grid_shape),
+        out = {"pw_grid_lo": tuple(float(v) for v in self.grid.lo),
+               "pw_grid_step": tuple(float(v) for v in self.grid.step),
+               "pw_grid_shape": tuple(int(v) for v in self.grid.shape),
                "pw_hash_mask": int(self.hash_table.shape[0] - 1),
                "pw_hash_max_probe": int(self.hash_max_probe),
                "pw_page_probes": self.page_probes, "pw_slot_prototypes": self.slot_prototypes,

@@ -121,7 +121,7 @@ def test_sparse_grid_bakes_and_reports_its_hash(tmp_path, capsys):
     assert main(["validate", str(out)]) == 0
     dec = Decoder(out)
     hole = g[np.flatnonzero(~keep)[0]]
-    ids, w = dec.stencil(hole[None])
+    ids, w = dec.pw_find_probes(hole[None])
     assert np.isclose(w.sum(), 1.0) and np.all(np.isin(ids[0][w[0] > 0], np.arange(keep.sum())))
 
 

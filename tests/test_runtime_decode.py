@@ -102,7 +102,7 @@ def test_gl_decode_against_naive_oracle(gl, tmp_path):
     pg = pages[0]
     x = np.array([0.3, 0.7, -1.1])
     dec = Decoder(path)
-    ids, w = dec.stencil(x[None])
+    ids, w = dec.pw_find_probes(x[None])
     local = {int(p): i for i, p in enumerate(pg.probe_ids)}
     acc = 0
     for pid, wc in zip(ids[0], w[0]):
