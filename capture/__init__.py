@@ -33,8 +33,9 @@ def _missing() -> list[str]:
     return out
 
 
-if _missing():
-    raise MissingExtraError(f"probe capture needs {', '.join(_missing())}, not installed here: {INSTALL_HINT}")
+_absent = _missing()
+if _absent:
+    raise MissingExtraError(f"probe capture needs {', '.join(_absent)}, not installed here: {INSTALL_HINT}")
 
 #: The capture room's GLSL (package data of probewarp.capture); their
 #: ``#include "common_cubemap.glsl"`` resolves in probewarp.shaders.
