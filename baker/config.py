@@ -12,11 +12,20 @@ NUMBA_FASTMATH = False
 #: Compile-once cache on disk (first calls cost ~1 s each otherwise).
 NUMBA_CACHE = True
 
+# --- pages ------------------------------------------------------------------
+#: Halo of a page, in probe spacings: every page is fitted with the probes of
+#: other pages this close to it, so border probes see the context inner
+#: ones do (``benchmarks/bench_halo.py`` measured the seam against it).
+DEFAULT_HALO = 2.0
+
 # --- probe-set storage -------------------------------------------------------
 #: Chunked (zarr) probe stores: probes per chunk along the probe axis, at
 #: most; fewer when one chunk would exceed ZARR_CHUNK_MAX_BYTES uncompressed.
 ZARR_CHUNK_PROBES = 256
 ZARR_CHUNK_MAX_BYTES = 64 * 2 ** 20
+#: Bytes of decompressed chunks a lazy (zarr) probe set keeps in its LRU
+#: cache, so that neighbouring pages and halos read each chunk about once.
+LAZY_CACHE_BYTES = 256 * 2 ** 20
 #: Probes per batch when an in-memory set is walked chunk-wise (validation,
 #: statistics, saving).
 ITER_BATCH_PROBES = 256

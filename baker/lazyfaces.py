@@ -6,9 +6,13 @@ is never written to.
 """
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 from probewarp.format import constants
+from probewarp.baker import config
 
 
 def _repair_inplace(block: np.ndarray, fp16: bool) -> None:
@@ -18,6 +22,39 @@ def _repair_inplace(block: np.ndarray, fp16: bool) -> None:
     block[block < 0] = 0
     if fp16:
         np.minimum(block, constants.FP16_MAX, out=block)
+
+
+class ChunkCache:
+    """A thread-safe LRU cache of decompressed store chunks, bounded in bytes.
+
+    Pages of a bake are bricks whose probes are spread over many chunks of
+    the probe axis, and neighbouring pages (and their halos) share chunks:
+    the cache reads each chunk about once while a bake sweeps the grid.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = int(max_bytes)
+        self._d: OrderedDict = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key, load):
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                self.hits += 1
+                return self._d[key]
+        block = load()                      # outside the lock: reads run in parallel
+        with self._lock:
+            self.misses += 1
+            if key not in self._d and block.nbytes <= self.max_bytes:
+                self._d[key] = block
+                self._bytes += block.nbytes
+                while self._bytes > self.max_bytes:
+                    _, old = self._d.popitem(last=False)
+                    self._bytes -= old.nbytes
+        return block
 
 
 class LazyFaces:
@@ -35,10 +72,11 @@ class LazyFaces:
     :meth:`subset`.
     """
 
-    def __init__(self, array, index=None, repair_fp16: bool | None = None):
+    def __init__(self, array, index=None, repair_fp16: bool | None = None, cache: ChunkCache | None = None):
         self.array = array
         self.index = None if index is None else np.asarray(index, np.int64)
         self.repair_fp16 = repair_fp16
+        self.cache = cache if cache is not None else ChunkCache(config.LAZY_CACHE_BYTES)
 
     # array-like surface -------------------------------------------------
     @property
@@ -124,14 +162,25 @@ class LazyFaces:
         if u.size == hi - lo + 1 or (hi - lo + 1) <= 2 * u.size:  # dense: one slice read
             block = np.asarray(self.array[lo:hi + 1])
             return block[src - lo]
-        return np.asarray(self.array.oindex[u])[inv]
+        # scattered (a brick of a grid, a halo): whole chunks through the cache
+        cp = self.chunk_probes
+        out = np.empty((u.size,) + self.shape[1:], self.dtype)
+        chunk = u // cp
+        starts = np.flatnonzero(np.r_[True, chunk[1:] != chunk[:-1]])
+        ends = np.r_[starts[1:], u.size]
+        n = self.array.shape[0]
+        for a, b in zip(starts, ends):
+            c = int(chunk[a])
+            block = self.cache.get(c, lambda c=c: np.asarray(self.array[c * cp:min(n, (c + 1) * cp)]))
+            out[a:b] = block[u[a:b] - c * cp]
+        return out[inv]
 
     def subset(self, idx) -> "LazyFaces":
         """A view of probes ``idx`` (this view's numbering)."""
         idx = np.asarray(idx, np.int64).ravel() % max(len(self), 1)
         new = idx if self.index is None else self.index[idx]
-        return LazyFaces(self.array, new, self.repair_fp16)
+        return LazyFaces(self.array, new, self.repair_fp16, self.cache)
 
     def with_repair(self, fp16: bool) -> "LazyFaces":
         """The same view, repairing values on read (see :func:`validate`)."""
-        return LazyFaces(self.array, self.index, bool(fp16))
+        return LazyFaces(self.array, self.index, bool(fp16), self.cache)

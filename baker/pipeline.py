@@ -19,6 +19,7 @@ Example
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,12 +27,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from probewarp.baker import engines
 from probewarp.baker import report as rep
-from probewarp.baker.bake import archive_meta, bake
+from probewarp.baker.bake import (DEFAULT_HALO, archive_meta, page_border_distance, page_report_fields,
+                                  plan_pages)
+from probewarp.baker.checkpoint import Checkpoint
 from probewarp.baker.decoder import Decoder
 from probewarp.baker.probeset import ProbeSet
 from probewarp.baker.prototypes import ProbeCodec
-from probewarp.format.archive import write_archive
+from probewarp.format.archive import VERSION, finalize_meta, write_encoded
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
 
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
 
 #: The suffix every archive carries.
 ARCHIVE_SUFFIX = ".pwa"
+#: Reports list every probe's PSNR up to this many probes (percentiles beyond).
+REPORT_PER_PROBE_MAX = 65536
 
 
 @dataclass
@@ -55,7 +61,13 @@ class BakeResult:
         at ``score_positions`` (NaN when not scored)
     per_probe_psnr_db : (Q,) float64, per scored position (inf where exact)
     seconds : dict, ``bake``, ``write``, ``decode_check`` and ``phases``
-        (seconds per learner stage, summed over pages)
+        (seconds per learner stage, summed over pages; ``read`` and
+        ``encode`` too)
+    throughput : dict, ``probes_per_second`` (probes fitted this run over the
+        bake's wall time), ``pages_fitted``, ``pages_resumed``,
+        ``peak_rss_bytes`` (this process plus every Dask worker), the engine
+    border : dict, error against the distance to a page border
+        (:func:`.report.border_stats`; empty without ``score``)
     parameters : dict, the bake's parameters (the report's ``parameters``)
     bake_report : dict, :func:`.bake.bake`'s report (loss per iteration ...)
     sanitize_report : SanitizeReport or None (``sanitize=True`` only)
@@ -75,6 +87,8 @@ class BakeResult:
     seconds: dict
     parameters: dict
     bake_report: dict = field(repr=False)
+    throughput: dict = field(default_factory=dict)
+    border: dict = field(default_factory=dict)
     sanitize_report: SanitizeReport | None = None
     report_paths: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict, repr=False)
@@ -91,7 +105,8 @@ def archive_path(out) -> Path:
 def load_probes(source, *, sanitize: bool = False, validate: bool = True):
     """A probe set, checked: ``(ProbeSet, SanitizeReport or None)``.
 
-    ``source`` is a path (``.npz`` read in memory; ``.zarr`` kept lazy) or a
+    ``source`` is a path (``.zarr`` kept lazy; an uncompressed ``.npz``
+    memory-mapped, unless ``sanitize``, which repairs in memory) or a
     :class:`ProbeSet`. ``sanitize=True`` repairs instead of rejecting, in
     place on the set (see :func:`probewarp.baker.probeset.validate`), and
     returns the report; ``validate=False`` skips the check of a set already
@@ -105,7 +120,7 @@ def load_probes(source, *, sanitize: bool = False, validate: bool = True):
         if validate:
             probes.validate()
         return probes, None
-    probes = ProbeSet.load(source, validate=validate and not sanitize)
+    probes = ProbeSet.load(source, validate=validate and not sanitize, lazy=None if sanitize else True)
     srep = probes.validate(name=str(source), sanitize=True) if sanitize else None
     return probes, srep
 
@@ -121,24 +136,62 @@ def _phase_seconds(pages_history: list[list[dict]]) -> dict:
     return phases
 
 
+def _sha1(*arrays) -> str:
+    h = hashlib.sha1()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(str((a.shape, a.dtype.str)).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _fingerprint(positions, faces, tasks, params: dict, meta: dict, seed: int, halo: float) -> dict:
+    """What identifies a bake for its checkpoint: the parameters, the archive
+    metadata, the plan and the input (its positions, shape, dtype and a few
+    probes' texels)."""
+    P = positions.shape[0]
+    probe = sorted({0, P // 2, P - 1}) if P else []
+    return {"format_version": VERSION, "seed": int(seed), "halo": float(halo),
+            "params": {k: v for k, v in params.items()}, "meta": meta,
+            "input": {"n_probes": int(P), "faces_shape": list(map(int, np.shape(faces))),
+                      "faces_dtype": str(np.dtype(faces.dtype)), "positions_sha1": _sha1(positions),
+                      "faces_sample_sha1": _sha1(np.asarray(faces[np.asarray(probe, np.int64)]))},
+            "plan_sha1": _sha1(*[np.concatenate([t.ids, [-1], t.halo]) for t in tasks])}
+
+
 def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes=256, n_taps=4,
-                prototype_res=None, page_probes=16384, seed=0, progress=None, score=True,
-                score_positions=None, score_reference=None, **codec_kw) -> BakeResult:
+                prototype_res=None, page_probes=16384, seed=0, halo=DEFAULT_HALO, progress=None, score=True,
+                score_positions=None, score_reference=None, engine="threads", threads=None, workers=None,
+                scheduler=None, source=None, checkpoint=True, fresh=False, **codec_kw) -> BakeResult:
     """Bake, write the archive atomically, score the written file.
 
     Parameters
     ----------
     positions : (P, 3) float
     faces : (P, 6, R, R, 3) float16/float32, or a lazy array indexable by
-        probe lists and slices (:class:`~probewarp.baker.probeset.LazyFaces`);
-        read page by page (bake) and chunk by chunk (score), never whole
+        probe lists and slices (:class:`~probewarp.baker.probeset.LazyFaces`,
+        a memory map); read page by page (bake) and chunk by chunk (score),
+        never whole
     out : path of the archive (written to a temporary name, then renamed)
     grid : the probes' :class:`~probewarp.format.grid.Grid` (dense or sparse)
         or None (scattered)
+    halo : probe spacings of neighbouring probes each page is fitted with
+        (:func:`.bake.plan_pages`)
     score : bool, decode the written archive and score it (else NaN scores)
     score_positions, score_reference : (Q, 3), (Q, 6, R, R, 3), optional
         Where to score and against what (default ``positions``, ``faces``),
         e.g. held-out probes.
+    engine, threads, workers, scheduler : where pages run
+        (:func:`.engines.run_pages`): ``"threads"`` (``threads`` pages at
+        once, default all cores) or ``"dask"`` (a local cluster of
+        ``workers`` processes, or the cluster at ``scheduler``)
+    source : the path ``faces`` was read from, so Dask workers can read it
+        themselves (else each task carries its probes)
+    checkpoint : persist finished pages in ``OUT.partial/`` and resume from
+        it (:mod:`.checkpoint`); ``fresh`` discards an existing one
+    progress : callable(page, n_pages, stage, info) or None: ``stage`` is
+        ``"page"`` after each page (``info``: probes_done, probes_total,
+        probes_per_second, pages_done, resumed), then ``"write"`` and ``"score"``
     **codec_kw : :class:`~probewarp.baker.prototypes.ProbeCodec` parameters
         (``n_iter``, ``domain``, ``warp``, ``fit_radius``, ``texel_format`` ...)
 
@@ -147,19 +200,69 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
     BakeResult (no report files: see :func:`bake_probeset`)
     """
     out = Path(out)
-    P = int(np.shape(positions)[0])
+    positions = np.asarray(positions, np.float64)
+    P = int(positions.shape[0])
+    R = int(np.shape(faces)[2])
     t0 = time.perf_counter()
-    pages, report = bake(positions, faces, n_prototypes=n_prototypes, n_taps=n_taps,
-                         prototype_res=prototype_res, page_probes=page_probes, grid=grid, seed=seed,
-                         progress=progress, **codec_kw)
-    bake_s = time.perf_counter() - t0
-    size = write_archive(out, archive_meta(P, report, grid), pages)
+    params = dict(n_prototypes=n_prototypes, n_taps=n_taps, prototype_res=prototype_res, **codec_kw)
+    ProbeCodec(**params)._resolutions(R)            # a bad Rp fails before any page runs
+    tasks = plan_pages(positions, page_probes, grid, halo)
+    fields = page_report_fields(params, R)
+    meta = finalize_meta(archive_meta(P, fields, grid), len(tasks))
+    n_pages = len(tasks)
+    encoded, infos, blobs = {}, {}, {}
+    ckpt = None
+    if checkpoint:
+        ckpt = Checkpoint(out, _fingerprint(positions, faces, tasks, params, meta, seed, halo), fresh=fresh)
+        for i, (enc, info) in ckpt.finished(n_pages).items():
+            encoded[i], infos[i] = enc, info
+    resumed = len(encoded)
+    todo = [t for t in tasks if t.index not in encoded]
+    state = {"probes": sum(infos[i]["stats"]["probes"] for i in infos), "fitted": 0}
+    t_run = time.perf_counter()
+    if progress is not None and resumed:
+        progress(resumed - 1, n_pages, "resumed", {"pages_done": resumed, "probes_done": state["probes"],
+                                                   "probes_total": P})
+
+    def on_done(o):
+        info = {"history": o.history, "stats": o.stats}
+        if ckpt is not None:
+            ckpt.save(o.index, o.encoded, o.blob, info)
+        else:
+            blobs[o.index] = o.blob
+        encoded[o.index], infos[o.index] = o.encoded, info
+        state["probes"] += o.stats["probes"]
+        state["fitted"] += o.stats["probes"]
+        if progress is not None:
+            dt = max(time.perf_counter() - t_run, 1e-9)
+            progress(o.index, n_pages, "page", {"pages_done": len(encoded), "probes_done": state["probes"],
+                                                "probes_total": P, "probes_per_second": state["fitted"] / dt,
+                                                "resumed": resumed, **o.stats})
+
+    try:
+        run = engines.run_pages(todo, positions, faces, params, meta, seed, on_done, engine=engine,
+                                threads=threads, workers=workers, scheduler=scheduler,
+                                ref=engines.faces_ref(faces, source) if engine == "dask" else None)
+        bake_s = time.perf_counter() - t0
+        if progress is not None:
+            progress(n_pages - 1, n_pages, "write", {})
+        pages = [encoded[i] for i in range(n_pages)]
+        size = write_encoded(out, meta, pages, ckpt.blob if ckpt is not None else blobs.__getitem__)
+    except BaseException:
+        if ckpt is not None:
+            ckpt.release()
+        raise
+    if ckpt is not None:
+        ckpt.remove()
     write_s = time.perf_counter() - t0 - bake_s
     psnr = log_rmse = float("nan")
     per_probe = np.zeros(0)
     decode_s = 0.0
+    border = {}
     if score:
         # the published numbers come from decoding the archive as written
+        if progress is not None:
+            progress(n_pages - 1, n_pages, "score", {})
         t1 = time.perf_counter()
         q = positions if score_positions is None else score_positions
         ref = faces if score_reference is None else score_reference
@@ -167,42 +270,67 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
         s = acc.result()
         psnr, log_rmse, per_probe = s["psnr_db"], s["log_rmse"], acc.per_probe_psnr
         decode_s = time.perf_counter() - t1
+        if score_positions is None:
+            border = rep.border_stats(page_border_distance(positions, tasks, grid), per_probe)
+    histories = [infos[i]["history"] for i in range(n_pages)]
+    stats = [infos[i]["stats"] for i in range(n_pages)]
+    phases = _phase_seconds(histories)
+    phases["read"] = sum(st.get("read_seconds", 0.0) for st in stats)
+    phases["encode"] = sum(st.get("encode_seconds", 0.0) for st in stats)
+    main_rss = engines.peak_rss_bytes()
+    worker_rss = run.get("worker_peak_rss", {})
+    run_s = time.perf_counter() - t_run
+    throughput = {"probes_per_second": state["fitted"] / max(bake_s - (t_run - t0), 1e-9),
+                  "probes_fitted": state["fitted"], "pages_fitted": len(todo), "pages_resumed": resumed,
+                  "probes_with_halo": int(sum(st["probes"] + st["halo"] for st in stats)),
+                  "peak_rss_bytes": int(main_rss + sum(worker_rss.values())),
+                  "peak_rss_main_bytes": int(main_rss), "peak_rss_workers_bytes": worker_rss,
+                  "seconds": {"plan": t_run - t0, "pages": bake_s - (t_run - t0), "write": write_s,
+                              "score": decode_s, "total": time.perf_counter() - t0},
+                  "run_seconds": run_s, **{k: v for k, v in run.items() if k != "worker_peak_rss"}}
     codec = {**ProbeCodec().get_params(), **codec_kw}     # the learner's defaults, from the learner
-    params = {"prototypes": n_prototypes, "taps": n_taps, "prototype_res": report["prototype_res"],
-              "page_probes": page_probes, "seed": seed, "iterations": codec["n_iter"],
-              "domain": codec["domain"], "warp": codec["warp"], "texel_format": codec["texel_format"]}
-    return BakeResult(archive=out, n_probes=P, probe_res=int(report["probe_res"]),
-                      prototype_res=int(report["prototype_res"]), n_pages=int(report["n_pages"]),
-                      file_bytes=int(size), bytes_per_probe=size / P, psnr_db=psnr, log_rmse=log_rmse,
-                      per_probe_psnr_db=per_probe,
-                      seconds={"bake": bake_s, "write": write_s, "decode_check": decode_s,
-                               "phases": _phase_seconds(report["pages"])},
-                      parameters=params, bake_report=report)
+    params_out = {"prototypes": n_prototypes, "taps": n_taps, "prototype_res": fields["prototype_res"],
+                  "page_probes": page_probes, "halo": halo, "seed": seed, "iterations": codec["n_iter"],
+                  "domain": codec["domain"], "warp": codec["warp"], "texel_format": codec["texel_format"]}
+    bake_report = {"n_pages": n_pages, "seconds": bake_s, "pages": histories, "page_stats": stats, **fields}
+    return BakeResult(archive=out, n_probes=P, probe_res=R, prototype_res=int(fields["prototype_res"]),
+                      n_pages=n_pages, file_bytes=int(size), bytes_per_probe=size / P, psnr_db=psnr,
+                      log_rmse=log_rmse, per_probe_psnr_db=per_probe,
+                      seconds={"bake": bake_s, "write": write_s, "decode_check": decode_s, "phases": phases},
+                      parameters=params_out, bake_report=bake_report, throughput=throughput, border=border)
 
 
 def bake_probeset(source, out, *, n_prototypes=256, n_taps=4, prototype_res=None, page_probes=16384,
                   n_iter=4, domain="tonemap", warp=True, fit_radius=True, texel_format="rgba16f",
-                  seed=0, sanitize=False, validate=True, progress=None, report=True,
+                  seed=0, halo=DEFAULT_HALO, workers=None, scheduler=None, threads=None, fresh=False,
+                  checkpoint=True, sanitize=False, validate=True, progress=None, report=True,
                   score=True) -> BakeResult:
     """Bake a probe set into an archive, score the written file, report.
 
     Parameters
     ----------
-    source : path of a probe set (``.npz``; ``.zarr`` stays lazy) or a
-        :class:`~probewarp.baker.probeset.ProbeSet`
+    source : path of a probe set (``.zarr`` read lazily; an uncompressed
+        ``.npz`` memory-mapped) or a :class:`~probewarp.baker.probeset.ProbeSet`
     out : path of the archive, ending in ``.pwa``
     n_prototypes : M per page; n_taps : N per probe; prototype_res : Rp
         (default R); page_probes : about K probes per page (one page if K >= P);
+        halo : probe spacings of neighbours each page is fitted with
     n_iter, domain, warp, fit_radius, texel_format, seed : the learner's
         parameters (:class:`~probewarp.baker.prototypes.ProbeCodec`); the
-        bake is deterministic for a seed
+        bake is deterministic for a seed, whichever engine runs it
+    workers : run pages on a local Dask cluster of this many processes;
+        scheduler : on the Dask cluster at this address; neither: pages in
+        ``threads`` threads of this process (default: all cores)
+    fresh : discard the finished pages of an earlier, interrupted bake
+        (``OUT.partial/``) instead of resuming; checkpoint : keep one
     sanitize : repair the set instead of rejecting it (in place on a
         ProbeSet); the report is ``result.sanitize_report``
     validate : check the set first (pass False for a set just loaded with
         checks, e.g. by :func:`load_probes`)
-    progress : callable(page, n_pages, stage, info) or None
-    report : write ``OUT.report.json``, ``OUT.loss.png`` and ``OUT.error.png``
-        beside the archive (:func:`probewarp.baker.report.report_paths`)
+    progress : callable(page, n_pages, stage, info) or None (see :func:`bake_arrays`)
+    report : write ``OUT.report.json``, ``OUT.loss.png``, ``OUT.error.png``
+        and ``OUT.border.png`` beside the archive
+        (:func:`probewarp.baker.report.report_paths`)
     score : decode the written archive at the probes and score it (needed by
         ``report``)
 
@@ -213,38 +341,60 @@ def bake_probeset(source, out, *, n_prototypes=256, n_taps=4, prototype_res=None
     Raises
     ------
     InputError
-        A bad name, probe set or parameter; nothing is written.
+        A bad name, probe set or parameter, or a checkpoint of another
+        bake; nothing is written.
 
     Notes
     -----
-    Memory: the faces are read one page at a time for the bake and 4096
-    probes at a time for the score; ``ProbeSet.faces_array`` is never called.
+    Memory: the faces are read one page (and its halo) at a time for the
+    bake and 4096 probes at a time for the score; ``ProbeSet.faces_array``
+    is never called. Peak memory grows with page size times pages in
+    flight, not with the number of probes.
     """
     out = archive_path(out)
     if report and not score:
         raise ValueError("report=True needs score=True (the report holds the scores)")
+    if workers is not None and scheduler is not None:
+        raise InputError("give workers (a local Dask cluster) or scheduler (an existing one), not both")
+    if workers is not None and int(workers) < 1:
+        raise InputError(f"workers must be >= 1, not {workers}")
     probes, srep = load_probes(source, sanitize=sanitize, validate=validate)
     grid = probes.lattice
+    engine = "dask" if (workers is not None or scheduler is not None) else "threads"
     result = bake_arrays(probes.positions, probes.faces, out, grid=grid, n_prototypes=n_prototypes,
                          n_taps=n_taps, prototype_res=prototype_res, page_probes=page_probes, seed=seed,
-                         progress=progress, score=score, n_iter=n_iter, domain=domain, warp=warp,
-                         fit_radius=fit_radius, texel_format=texel_format)
+                         halo=halo, progress=progress, score=score, engine=engine, threads=threads,
+                         workers=workers, scheduler=scheduler, source=probes.source, checkpoint=checkpoint,
+                         fresh=fresh, n_iter=n_iter, domain=domain, warp=warp, fit_radius=fit_radius,
+                         texel_format=texel_format)
     result.sanitize_report = srep
     if report:
         bake_report = result.bake_report
+        P = result.n_probes
         summary = {
-            "archive": str(out), "input": str(probes.source), "n_probes": result.n_probes,
+            "archive": str(out), "input": str(probes.source), "n_probes": P,
             "probe_res": probes.resolution, "psnr_db": result.psnr_db, "log_rmse": result.log_rmse,
             "bytes_per_probe": result.bytes_per_probe, "file_bytes": result.file_bytes,
             "seconds": {"bake": result.seconds["bake"], "decode_check": result.seconds["decode_check"],
                         "phases": result.seconds["phases"]},
+            "throughput": result.throughput, "border": result.border,
             "parameters": result.parameters,
-            "n_pages": result.n_pages, "loss_per_iteration": bake_report["pages"],
-            "per_probe_psnr_db": result.per_probe_psnr_db}
+            "n_pages": result.n_pages, "page_stats": bake_report["page_stats"],
+            "loss_per_iteration": bake_report["pages"]}
+        if P <= REPORT_PER_PROBE_MAX:
+            summary["per_probe_psnr_db"] = result.per_probe_psnr_db
+        else:
+            finite = result.per_probe_psnr_db[np.isfinite(result.per_probe_psnr_db)]
+            summary["per_probe_psnr_db_percentiles"] = {
+                str(q): float(np.percentile(finite, q)) if finite.size else None for q in (1, 5, 25, 50, 75, 95, 99)}
         paths = rep.report_paths(out)
         rep.write_json(paths["json"], summary)
         rep.plot_loss(paths["loss_png"], bake_report["pages"])
         rep.plot_error_map(paths["error_png"], probes.positions, result.per_probe_psnr_db)
+        if result.border:
+            rep.plot_border(paths["border_png"], result.border)
+        else:
+            paths.pop("border_png")
         result.summary = summary
         result.report_paths = paths
     return result

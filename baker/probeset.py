@@ -36,6 +36,7 @@ Notes
 from __future__ import annotations
 
 import errno
+import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,6 +86,34 @@ def _format_of(path: Path) -> str:
     if s.endswith(".zarr"):
         return "zarr"
     raise ValueError(f"{path}: unknown probe-set format (expected a .npz file or a .zarr directory)")
+
+
+def _npz_memmap(path: Path, key: str):
+    """A read-only memory map of array ``key`` of an ``.npz`` archive, or None
+    when it cannot be mapped (compressed member, Fortran order, unreadable)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(key + ".npy")
+        if info.compress_type != zipfile.ZIP_STORED:
+            return None
+        with open(path, "rb") as f:
+            f.seek(info.header_offset)
+            local = f.read(30)
+            if local[:4] != b"PK\x03\x04":
+                return None
+            name_len, extra_len = struct.unpack("<HH", local[26:30])
+            f.seek(info.header_offset + 30 + name_len + extra_len)
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+            offset = f.tell()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    if fortran or dtype.hasobject or len(shape) == 0 or int(np.prod(shape)) == 0:
+        return None
+    return np.memmap(path, dtype=dtype, mode="r", shape=tuple(shape), offset=offset)
 
 
 @dataclass(eq=False, repr=False)
@@ -318,8 +347,11 @@ class ProbeSet:
         ----------
         path : str or Path
         lazy : bool, optional
-            Chunked stores only: keep ``faces`` on disk (default) or read it
-            all (``False``). ``.npz`` is always read into memory.
+            Keep ``faces`` on disk. Chunked stores: lazy by default
+            (``False`` reads it all). ``.npz``: read into memory by default;
+            ``lazy=True`` memory-maps ``faces`` (read-only) when the archive
+            stores it uncompressed (``np.savez``, ``save(compressed=False)``);
+            a compressed archive is read into memory.
         validate : bool
             Run :func:`validate` (chunk-wise for lazy sets). Pass ``False``
             to load a broken set and repair it with
@@ -337,9 +369,7 @@ class ProbeSet:
         if not path.exists():
             raise FileNotFoundError(errno.ENOENT, "probe set not found", str(path))
         if kind == "npz":
-            if lazy:
-                raise ValueError(f"{path}: .npz probe sets cannot be read lazily; use a .zarr store")
-            ps = cls._load_npz(path)
+            ps = cls._load_npz(path, mmap=bool(lazy))
         else:
             ps = cls._load_zarr(path, lazy=lazy is not False)
         if validate:
@@ -347,7 +377,8 @@ class ProbeSet:
         return ps
 
     @classmethod
-    def _load_npz(cls, path: Path) -> "ProbeSet":
+    def _load_npz(cls, path: Path, mmap: bool = False) -> "ProbeSet":
+        mapped = _npz_memmap(path, "faces") if mmap else None
         try:
             z = np.load(path, allow_pickle=False)
         except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
@@ -358,6 +389,9 @@ class ProbeSet:
             arrays = {}
             for key in z.files:
                 if key not in ("positions", "faces", "grid_shape", "lo", "hi", "names"):
+                    continue
+                if key == "faces" and mapped is not None:
+                    arrays[key] = mapped
                     continue
                 try:
                     arrays[key] = z[key]

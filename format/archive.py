@@ -102,20 +102,30 @@ def implicit_ids(meta: dict) -> bool:
     return grid is not None and bool(grid.get("dense", True))
 
 
-def build_hash(meta: dict, pages) -> tuple[np.ndarray, int]:
-    """The spatial hash of a grid set's pages (lattice cell -> page, local index)."""
+def page_keys(meta: dict, positions: np.ndarray) -> np.ndarray:
+    """Lattice keys (uint32) of a grid set's probe positions: what the spatial hash maps."""
     grid = Grid.from_meta(meta)
+    return grid.keys(grid.cells(positions))
+
+
+def build_hash_from_keys(keys_per_page) -> tuple[np.ndarray, int]:
+    """The spatial hash from each page's lattice keys, in page order (local index = order in the page)."""
     keys, recs = [], []
-    for p, pg in enumerate(pages):
-        n = pg.probe_ids.size
+    for p, k in enumerate(keys_per_page):
+        n = int(k.size)
         if n > spatialhash.MAX_PAGE_PROBES:
             raise ValueError(f"page {p} holds {n} probes; pages hold at most {spatialhash.MAX_PAGE_PROBES}")
-        keys.append(grid.keys(grid.cells(pg.positions)))
+        keys.append(np.asarray(k, np.uint32))
         recs.append(spatialhash.record(np.full(n, p), np.arange(n)))
     keys = np.concatenate(keys) if keys else np.zeros(0, np.uint32)
     if np.unique(keys).size != keys.size:
         raise ValueError("two probes share one lattice point of the grid")
     return spatialhash.build(keys, np.concatenate(recs) if recs else keys)
+
+
+def build_hash(meta: dict, pages) -> tuple[np.ndarray, int]:
+    """The spatial hash of a grid set's pages (lattice cell -> page, local index)."""
+    return build_hash_from_keys([page_keys(meta, pg.positions) for pg in pages])
 
 
 _index_dtype = texformats.index_dtype   # one definition, beside the weight codes
@@ -195,54 +205,134 @@ def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
     return out
 
 
+def finalize_meta(meta: dict, n_pages: int) -> dict:
+    """The metadata as written: ``meta`` plus format_version, n_pages,
+    prototype_levels and the grid's ``dense`` flag. :func:`encode_page` needs
+    this form (it decides the stored levels and whether ids are implicit)."""
+    meta = dict(meta, format_version=VERSION, n_pages=int(n_pages))
+    meta["prototype_levels"] = texformats.mip_level_count(meta["prototype_res"], meta["probe_res"],
+                                                          meta["texel_format"])
+    if meta.get("grid") is not None:
+        meta["grid"] = dict(meta["grid"], dense=bool(meta["grid"].get("dense", True)))
+    return meta
+
+
+@dataclass
+class EncodedPage:
+    """A page packed and compressed for the file (its blob kept apart): the
+    page-table fields and, for grid sets, its probes' lattice keys (for the
+    spatial hash). Small: what a streaming writer keeps per page."""
+    size: int
+    raw_size: int
+    crc32: int
+    n_probes: int
+    n_prototypes: int
+    lo: tuple
+    hi: tuple
+    brick: tuple | None = None
+    keys: np.ndarray | None = None
+
+    def to_json(self) -> dict:
+        d = {k: getattr(self, k) for k in ("size", "raw_size", "crc32", "n_probes", "n_prototypes")}
+        d.update(lo=list(map(float, self.lo)), hi=list(map(float, self.hi)),
+                 brick=None if self.brick is None else [list(map(int, b)) for b in self.brick])
+        return d
+
+    @classmethod
+    def from_json(cls, d: dict, keys=None) -> "EncodedPage":
+        brick = None if d.get("brick") is None else tuple(tuple(int(v) for v in b) for b in d["brick"])
+        return cls(size=int(d["size"]), raw_size=int(d["raw_size"]), crc32=int(d["crc32"]),
+                   n_probes=int(d["n_probes"]), n_prototypes=int(d["n_prototypes"]),
+                   lo=tuple(d["lo"]), hi=tuple(d["hi"]), brick=brick, keys=keys)
+
+
+def encode_page(page: Page, meta: dict) -> tuple[EncodedPage, bytes]:
+    """Pack and compress one page: ``(EncodedPage, compressed blob)``.
+    ``meta`` is the :func:`finalize_meta` form. Pure: the same page and
+    metadata give the same bytes wherever it runs (bakes on a cluster rely on it)."""
+    raw = pack_page(page, meta)
+    comp = lz4.frame.compress(raw, compression_level=9)
+    if page.positions.size:
+        lo = tuple(float(v) for v in page.positions.min(axis=0).astype("<f4"))
+        hi = tuple(float(v) for v in page.positions.max(axis=0).astype("<f4"))
+    else:
+        lo = hi = (0.0, 0.0, 0.0)
+    keys = page_keys(meta, page.positions) if meta.get("grid") is not None else None
+    brick = page.brick if page.brick is not None and implicit_ids(meta) else None
+    enc = EncodedPage(size=len(comp), raw_size=len(raw), crc32=zlib.crc32(comp),
+                      n_probes=int(page.probe_ids.size), n_prototypes=int(page.centres.shape[0]),
+                      lo=lo, hi=hi, brick=brick, keys=keys)
+    return enc, comp
+
+
 def write_archive(path, meta: dict, pages: list[Page]) -> int:
     """Write pages atomically; returns the file size in bytes.
 
     ``meta`` needs: n_probes, probe_res, prototype_res, n_taps, texel_format,
     domain; optional grid (shape, lo, hi) and anything JSON-serialisable.
+    All pages are held in memory: a bake of many pages streams them through
+    :func:`write_encoded` instead.
+    """
+    meta = finalize_meta(meta, len(pages))
+    encoded = [encode_page(pg, meta) for pg in pages]
+    return write_encoded(path, meta, [e for e, _ in encoded], lambda i: encoded[i][1])
+
+
+def write_encoded(path, meta: dict, pages: list[EncodedPage], blob, progress=None) -> int:
+    """Write an archive from encoded pages, streaming their blobs; returns the size.
+
+    ``meta``: the :func:`finalize_meta` form the pages were encoded with;
+    ``blob(i)`` returns page ``i``'s compressed bytes (e.g. read from a
+    checkpoint), called once per page in order, so memory holds one page.
+    The file is written to a temporary name beside ``path`` whose header
+    (with the magic) is written last, then renamed: a killed writer leaves
+    no file that looks like an archive.
     """
     path = Path(path)
-    meta = dict(meta, format_version=VERSION, n_pages=len(pages))
-    meta["prototype_levels"] = texformats.mip_level_count(meta["prototype_res"], meta["probe_res"],
-                                                          meta["texel_format"])
+    meta = dict(meta)
+    if int(meta["n_pages"]) != len(pages):
+        raise ValueError(f"meta says {meta['n_pages']} pages, {len(pages)} given")
     hash_blob = b""
     if meta.get("grid") is not None:
-        meta["grid"] = dict(meta["grid"], dense=bool(meta["grid"].get("dense", True)))
-        htable, max_probe = build_hash(meta, pages)
+        htable, max_probe = build_hash_from_keys([pg.keys for pg in pages])
         hash_blob = lz4.frame.compress(htable.astype("<u4").tobytes(), compression_level=9)
         meta["hash"] = {"capacity": int(htable.shape[0]), "max_probe": int(max_probe),
-                        "n_keys": int(sum(pg.probe_ids.size for pg in pages)),
+                        "n_keys": int(sum(pg.n_probes for pg in pages)),
                         "function": "fmix32(lattice id) & (capacity-1), linear probing",
                         "record": "page << 16 | local"}
-    blobs, table = [], np.zeros(len(pages), PAGE_DTYPE)
+    table = np.zeros(len(pages), PAGE_DTYPE)
     for i, pg in enumerate(pages):
-        raw = pack_page(pg, meta)
-        comp = lz4.frame.compress(raw, compression_level=9)
-        blobs.append(comp)
         rec = table[i]
-        rec["size"], rec["raw_size"], rec["crc32"] = len(comp), len(raw), zlib.crc32(comp)
-        rec["n_probes"], rec["n_prototypes"] = pg.probe_ids.size, pg.centres.shape[0]
-        if pg.positions.size:
-            rec["lo"], rec["hi"] = pg.positions.min(axis=0), pg.positions.max(axis=0)
+        rec["size"], rec["raw_size"], rec["crc32"] = pg.size, pg.raw_size, pg.crc32
+        rec["n_probes"], rec["n_prototypes"] = pg.n_probes, pg.n_prototypes
+        rec["lo"], rec["hi"] = pg.lo, pg.hi
         if pg.brick is not None and implicit_ids(meta):
             rec["brick_lo"], rec["brick_shape"] = pg.brick
     meta_bytes = json.dumps(meta, sort_keys=True).encode()
     table_off = HEADER_SIZE + len(meta_bytes) + 4
     hash_off = table_off + table.nbytes + 4
     off = hash_off + len(hash_blob)
-    for i, b in enumerate(blobs):
+    for i, pg in enumerate(pages):
         table[i]["offset"] = off
-        off += len(b)
+        off += pg.size
     head = HEADER.pack(MAGIC, VERSION, 0, len(meta_bytes), table_off, len(pages),
                        hash_off if hash_blob else 0, len(hash_blob), zlib.crc32(hash_blob))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(head + struct.pack("<I", zlib.crc32(head)))
+        f.write(bytes(HEADER_SIZE))             # the header goes in last
         f.write(meta_bytes + struct.pack("<I", zlib.crc32(meta_bytes)))
         tb = table.tobytes()
         f.write(tb + struct.pack("<I", zlib.crc32(tb)))
         f.write(hash_blob)
-        for b in blobs:
+        for i, pg in enumerate(pages):
+            b = blob(i)
+            if len(b) != pg.size or zlib.crc32(b) != pg.crc32:
+                raise ValueError(f"page {i}: its blob does not match its record (size or CRC-32)")
             f.write(b)
+            if progress is not None:
+                progress(i + 1, len(pages))
+        f.flush()
+        f.seek(0)
+        f.write(head + struct.pack("<I", zlib.crc32(head)))
     return path.stat().st_size
 
 

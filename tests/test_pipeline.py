@@ -63,7 +63,7 @@ def test_pipeline_matches_the_low_level_calls_and_reads_zarr_lazily(sets, tmp_pa
     assert rep["psnr_db"] == r.psnr_db and rep["n_pages"] == 2 and len(rep["per_probe_psnr_db"]) == 64
     assert set(rep["seconds"]) == {"bake", "decode_check", "phases"}
     assert {p.name for p in tmp_path.iterdir()} == {"ref.pwa", "z.pwa", "z.report.json", "z.loss.png",
-                                                     "z.error.png"}
+                                                     "z.error.png", "z.border.png"}
     # an in-memory set gives the same archive too
     out2 = tmp_path / "m.pwa"
     monkeypatch.undo()
