@@ -2,7 +2,11 @@
 
 Output is linear radiance in the layout of DESIGN-NOTES §1, ``(P, 6, R, R, 3)``
 float32, rendered at ``R * supersample`` and box-filtered down with
-:func:`probewarp.baker.cubemap.downsample_box`.
+:func:`probewarp.baker.cubemap.downsample_box`. :func:`capture_grid` keeps a
+grid in memory; :func:`capture_grid_to_store` streams it into a ``.zarr``
+probe set pass by pass (:meth:`Capturer.iter_render` through
+:class:`~probewarp.baker.probewriter.ZarrProbeWriter`), memory bounded by one
+pass, for grids of millions of probes.
 
 How it is fast (on llvmpipe as on a GPU): one draw call renders thousands of
 probe faces. The render target is tiled into ``T x T`` squares (``T = R *
@@ -50,12 +54,14 @@ capture depends on the batch size by a few ulps of coverage at triangle edges
 from __future__ import annotations
 
 import contextlib
+from pathlib import Path
 
 import numpy as np
 import moderngl
 
 from probewarp.baker.cubemap import downsample_box
 from probewarp.baker.probeset import ProbeSet
+from probewarp.baker.probewriter import ZarrProbeWriter
 from probewarp.runtime import shaders as _shaders
 from probewarp.capture import SHADER_ROOT, shadow
 from probewarp.capture.geometry import Chunks, indexed, vertex_format
@@ -389,12 +395,39 @@ class Capturer:
             Linear radiance, DESIGN-NOTES §1 layout.
         """
         pos = np.asarray(positions, np.float32).reshape(-1, 3)
+        P = len(pos)
+        out = np.empty((P, 6, self.R, self.R, 3), np.float32)
+        for start, faces in self.iter_render(pos, batch=batch):
+            stop = start + len(faces)
+            out[start:stop] = faces
+            if progress is not None:
+                progress(stop, P)
+        return out
+
+    def iter_render(self, positions, batch: int | None = None):
+        """Capture probes at ``positions`` one pass at a time (bounded memory).
+
+        Parameters
+        ----------
+        positions : (P, 3) float
+        batch : int or None
+            Probes per pass, as in :meth:`render`.
+
+        Yields
+        ------
+        start : int
+            Index of the pass's first probe.
+        faces : (n, 6, R, R, 3) float32
+            Its probes (``n = batch`` but for the last pass). Valid until the
+            next pass is requested (it may share the read-back buffer): copy
+            or write it out before advancing.
+        """
+        pos = np.asarray(positions, np.float32).reshape(-1, 3)
         if not np.isfinite(pos).all():
             raise ValueError("positions must be finite")
         P = len(pos)
-        out = np.empty((P, 6, self.R, self.R, 3), np.float32)
         if P == 0:
-            return out
+            return
         B = self.default_batch() if batch is None else int(batch)
         if B < 1:
             raise ValueError(f"batch must be >= 1, got {batch}")
@@ -402,10 +435,7 @@ class Capturer:
         cols, rows = self._target(B)
         for start in range(0, P, B):
             stop = min(P, start + B)
-            out[start:stop] = self._pass(pos[start:stop], cols, rows)
-            if progress is not None:
-                progress(stop, P)
-        return out
+            yield start, self._pass(pos[start:stop], cols, rows)
 
     # ----------------------------------------------------------- lifetime
     def release(self):
@@ -494,3 +524,70 @@ def capture_grid(scene: Scene, lo, hi, n, R: int, **kwargs) -> ProbeSet:
                     grid_shape=tuple(int(v) for v in np.asarray(n).reshape(3)),
                     lo=np.asarray(lo, np.float32).reshape(3),
                     hi=np.asarray(hi, np.float32).reshape(3))
+
+
+def capture_grid_to_store(scene: Scene, lo, hi, n, R: int, out, *, batch: int | None = None,
+                          progress=None, supersample: int = 4, sky: Sky | None = None,
+                          lighting: str = "lit", ctx: moderngl.Context | None = None,
+                          dtype=np.float16, chunk_probes: int | None = None, overwrite: bool = True,
+                          **kwargs) -> Path:
+    """Capture a regular grid of probes straight into a ``.zarr`` probe set, streaming.
+
+    The grid is rendered in lattice order (DESIGN-NOTES §2: x, y, z, z
+    fastest) in passes of whole chunks of the store, and every pass is
+    written (:class:`~probewarp.baker.probewriter.ZarrProbeWriter`) before
+    the next is rendered: memory is bounded by one pass (the render target,
+    its read-back and one block of faces), not by the grid's size, so grids
+    of millions of probes can be captured. The store is the one
+    ``capture_grid(...).save(out, dtype=dtype)`` writes (same arrays, grid
+    description and chunks), and appears at ``out`` atomically when the last
+    probe is written; on any error (or an interrupt) nothing is left there.
+
+    Parameters
+    ----------
+    scene : Scene
+    lo, hi : (3,) float
+        First and last probe centre per axis.
+    n : (3,) int
+        Probes per axis.
+    R : int
+    out : str or Path
+        The store to write (a directory ending ``.zarr``).
+    batch : int or None
+        Probes per pass (default :meth:`Capturer.default_batch`); rounded
+        down to a multiple of the store's chunk when at least one chunk.
+    progress : callable or None
+        ``progress(done, total)`` after every pass is written.
+    supersample, sky, lighting, ctx, **kwargs
+        As for :func:`capture` (``near``, ``shadow_size``, ...).
+    dtype : float16 or float32
+        Storage dtype of ``faces`` (float16 rejects radiance above
+        ``FP16_MAX``, naming the probe).
+    chunk_probes : int or None
+        Probes per chunk (default as :meth:`ProbeSet.save`).
+    overwrite : bool
+        Replace an existing store at ``out``.
+
+    Returns
+    -------
+    Path of the written store (read it with ``ProbeSet.load``; lazy).
+    """
+    n3 = tuple(int(v) for v in np.asarray(n).reshape(3))
+    pos = grid_positions(lo, hi, n3)
+    P = len(pos)
+    lo32 = np.asarray(lo, np.float32).reshape(3)          # as capture_grid stores them
+    hi32 = np.asarray(hi, np.float32).reshape(3)
+    with ZarrProbeWriter(out, pos, R, dtype=dtype, grid_shape=n3, lo=lo32, hi=hi32,
+                         chunk_probes=chunk_probes, overwrite=overwrite) as w, \
+            Capturer(scene, R, supersample, sky=sky, lighting=lighting, ctx=ctx, **kwargs) as cap:
+        B = cap.default_batch() if batch is None else int(batch)
+        if B < 1:
+            raise ValueError(f"batch must be >= 1, got {batch}")
+        C = w.chunk_probes
+        if B >= C:
+            B -= B % C
+        for start, faces in cap.iter_render(pos, batch=B):
+            w.write(start, faces)
+            if progress is not None:
+                progress(start + len(faces), P)
+    return Path(out)

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from probewarp.baker.config import DEFAULT_HALO
 from probewarp.format import errors
 from probewarp.format.errors import InputError, ProbewarpError
 
@@ -69,7 +70,12 @@ def _load_scene(spec: str, seed: int):
 
 
 def cmd_capture(args) -> int:
-    from probewarp.capture.capturer import capture_grid
+    from probewarp.capture.capturer import capture_grid, capture_grid_to_store
+    out_name = str(args.output).lower()
+    if not out_name.endswith((".zarr", ".npz")):
+        raise InputError(f"{args.output}: output must end in .zarr (streamed) or .npz (in memory)")
+    stream = out_name.endswith(".zarr")
+    dtype = np.dtype(args.dtype or ("float16" if stream else "float32"))
     scene = _load_scene(args.scene, args.seed)
     lo, hi = args.lo, args.hi
     if lo is None or hi is None:
@@ -82,12 +88,17 @@ def cmd_capture(args) -> int:
     total = int(n[0]) * int(n[1]) * int(n[2])
     t0 = time.perf_counter()
     with _progress("capture", total) as bar:
-        probes = capture_grid(scene, lo, hi, n, args.res, supersample=args.supersample,
-                              progress=_bar_update(bar))
+        if stream:   # rendered and written pass by pass: memory bounded by one pass
+            capture_grid_to_store(scene, lo, hi, n, args.res, args.output, supersample=args.supersample,
+                                  dtype=dtype, progress=_bar_update(bar))
+        else:
+            probes = capture_grid(scene, lo, hi, n, args.res, supersample=args.supersample,
+                                  progress=_bar_update(bar))
+    if not stream:
+        probes.save(args.output, dtype=dtype)
     dt = time.perf_counter() - t0
-    probes.save(args.output)
-    print(f"captured {probes.n_probes} probes at R={probes.resolution} in {dt:.1f} s "
-          f"({probes.n_probes / max(dt, 1e-9):.0f} probes/s) -> {args.output}")
+    print(f"captured {total} probes at R={args.res} ({dtype}) in {dt:.1f} s "
+          f"({total / max(dt, 1e-9):.0f} probes/s) -> {args.output}")
     return errors.EXIT_OK
 
 
@@ -125,27 +136,44 @@ def cmd_bake(args) -> int:
     _bake(lambda progress: pipeline.bake_probeset(
         probes, out, n_prototypes=args.prototypes, n_taps=args.taps, prototype_res=args.prototype_res,
         page_probes=args.page_probes, seed=args.seed, n_iter=args.iterations, domain=args.domain,
-        warp=not args.no_warp, texel_format=args.format, validate=False, progress=progress), args.iterations)
+        warp=not args.no_warp, texel_format=args.format, halo=args.halo, workers=args.workers,
+        scheduler=args.scheduler, threads=args.threads, fresh=args.fresh, validate=False,
+        score=not args.no_score, report=not args.no_score, progress=progress), probes.n_probes)
     return errors.EXIT_OK
 
 
-def _bake(run, n_iter: int):
+def _bake(run, n_probes: int):
     """``run(progress)`` (a :func:`probewarp.baker.pipeline.bake_probeset` call)
-    with a progress bar, one step per learner phase; print the summary."""
-    phases_per_page = 2 + 3 * n_iter + 1
-    with _progress("bake", None, unit="phase") as bar:
+    with a progress bar over probes (pages finish whole); print the summary."""
+    from probewarp.baker.engines import peak_rss_bytes
+    with _progress("bake", n_probes, unit="probe") as bar:
         def progress(page, n_pages, stage, info):
-            if bar.total is None:
-                bar.total = n_pages * phases_per_page
-                bar.refresh()
-            bar.set_postfix_str(f"page {page + 1}/{n_pages} {stage} {info.get('psnr_db', 0):.2f} dB")
-            bar.update(1)
+            if stage in ("page", "resumed"):
+                bar.update(info["probes_done"] - bar.n)
+                rate = info.get("probes_per_second")
+                resumed = f", {info['resumed']} resumed" if info.get("resumed") else ""
+                bar.set_postfix_str(f"page {info['pages_done']}/{n_pages}{resumed}"
+                                    + (f", {rate:.0f} probes/s" if rate else "")
+                                    + f", peak {peak_rss_bytes() / 2 ** 30:.2f} GiB")
+            else:
+                bar.set_postfix_str(f"{stage} the archive" if stage == "write" else "scoring the written archive")
         r = run(progress)
     paths = r.report_paths
+    t = r.throughput
     print(f"baked {r.n_probes} probes into {r.n_pages} page(s) in {r.seconds['bake']:.1f} s -> {r.archive}")
-    print(f"  PSNR {r.psnr_db:.2f} dB   log-RMSE {r.log_rmse:.4f}   {r.bytes_per_probe:.1f} bytes/probe "
-          f"({r.file_bytes} bytes)")
-    print(f"  report {paths['json']}, plots {paths['loss_png']}, {paths['error_png']}")
+    print(f"  {t['probes_per_second']:.0f} probes/s ({t['engine']}, {t['pages_fitted']} pages fitted, "
+          f"{t['pages_resumed']} resumed), peak memory {t['peak_rss_bytes'] / 2 ** 30:.2f} GiB")
+    if np.isfinite(r.psnr_db):
+        print(f"  PSNR {r.psnr_db:.2f} dB   log-RMSE {r.log_rmse:.4f}   {r.bytes_per_probe:.1f} bytes/probe "
+              f"({r.file_bytes} bytes)")
+    else:
+        print(f"  {r.bytes_per_probe:.1f} bytes/probe ({r.file_bytes} bytes); not scored (--no-score)")
+    if r.border.get("gap_db") is not None:
+        b = r.border
+        print(f"  page borders: band {b['band_psnr_db']:.2f} dB, interior {b['interior_psnr_db']:.2f} dB "
+              f"(gap {b['gap_db']:+.2f} dB)")
+    if paths:
+        print(f"  report {paths['json']}, plots " + ", ".join(str(v) for k, v in paths.items() if k != "json"))
     return r
 
 
@@ -269,7 +297,7 @@ def cmd_demo(args) -> int:
           f"{time.perf_counter() - t0:.1f} s -> {out / job.PROBES_NAME}")
     kw = dict(n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations, seed=args.seed)
     print("2/3 bake")
-    _bake(lambda progress: job.bake_step(probes, out, progress=progress, **kw), args.iterations)
+    _bake(lambda progress: job.bake_step(probes, out, progress=progress, **kw), probes.n_probes)
     if args.no_compare:
         return errors.EXIT_OK
     _compare("3/3 compare", lambda progress: job.compare_step(probes, out, progress=progress, **kw))
@@ -297,7 +325,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("capture", cmd_capture, "render HDR probe cubemaps on a regular grid from a mesh scene",
              "Render HDR probe cubemaps on a regular grid from a mesh scene (OBJ or glTF, or 'builtin',\n"
              "a procedural scene with near, mid and far geometry), headless on EGL. Sky with a sun,\n"
-             "sun shadows and sky ambient; supersampled and box-filtered down to --res.")
+             "sun shadows and sky ambient; supersampled and box-filtered down to --res.\n\n"
+             "Output: a .zarr store is streamed (each pass of probes is written as it is rendered;\n"
+             "memory stays bounded by one pass, whatever the grid size): the one for large grids,\n"
+             "e.g. a million probes. A .npz file is built in memory (all faces at once) and suits\n"
+             "small grids. Either appears only when complete (nothing is left on an error).")
     sp.add_argument("scene", metavar="SCENE", help="OBJ/glTF/GLB file, or 'builtin'")
     sp.add_argument("--lo", nargs=3, type=float, metavar=("X", "Y", "Z"),
                     help="first probe centre of the grid (default for 'builtin': its walkable area)")
@@ -308,13 +340,23 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--supersample", type=int, default=4, metavar="S",
                     help="render at R*S and box-filter down (default 4)")
     sp.add_argument("--seed", type=int, default=0, help="seed of the built-in scene (default 0)")
-    sp.add_argument("-o", "--output", required=True, metavar="OUT", help="probe set to write (.npz or .zarr)")
+    sp.add_argument("--dtype", choices=["float16", "float32"], default=None,
+                    help="storage dtype of the faces (default float16 for .zarr, float32 for .npz); "
+                         "float16 rejects radiance above 65504")
+    sp.add_argument("-o", "--output", required=True, metavar="OUT",
+                    help="probe set to write: .zarr (streamed, bounded memory: use it for large grids) "
+                         "or .npz (in memory)")
 
     sp = add("bake", cmd_bake, "learn prototypes and sparse codes; write an archive",
              "Learn M warped prototype cubemaps per page and N (index, weight) codes per probe, and\n"
              "write a versioned archive (.pwa). Beside it: OUT.report.json (PSNR, log-RMSE, bytes per\n"
-             "probe, time per phase, loss per iteration) and plots OUT.loss.png, OUT.error.png.\n"
-             "The published numbers come from decoding the archive as written.")
+             "probe, probes/s, time per phase, peak memory, error against the distance to a page\n"
+             "border, loss per iteration) and plots OUT.loss.png, OUT.error.png, OUT.border.png.\n"
+             "The published numbers come from decoding the archive as written.\n\n"
+             "Large sets: a .zarr (or uncompressed .npz) input is read page by page, so memory is\n"
+             "bounded by the page size times the pages in flight. Finished pages are kept in\n"
+             "OUT.partial/; after a crash or kill the same command resumes from them. The archive\n"
+             "appears (atomically) only when every page is done.")
     sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
     sp.add_argument("-o", "--output", required=True, metavar="OUT", help="archive to write (.pwa)")
     sp.add_argument("--prototypes", type=int, default=256, metavar="M", help="prototypes per page (default 256)")
@@ -332,8 +374,25 @@ def build_parser() -> argparse.ArgumentParser:
                          "tonemap; bc6h, 1 byte per texel like bc7, stores HDR in either domain; bc7 "
                          "and bc6h need a prototype resolution divisible by 4)")
     sp.add_argument("--no-warp", action="store_true", help="no parallax (infinite radii): the plain dictionary")
-    sp.add_argument("--seed", type=int, default=0, help="random seed; the bake is deterministic for a seed")
+    sp.add_argument("--seed", type=int, default=0,
+                    help="random seed; the archive is byte-identical for a seed, whichever way it ran")
     sp.add_argument("--sanitize", action="store_true", help="repair the input instead of rejecting it (reported)")
+    sp.add_argument("--halo", type=float, default=DEFAULT_HALO, metavar="H",
+                    help=f"fit each page with its neighbours' probes within H probe spacings, so border "
+                         f"probes have the context of inner ones (default {DEFAULT_HALO:g}; 0: none)")
+    run = sp.add_argument_group("where pages run (default: in this process, all cores)")
+    run.add_argument("--threads", type=int, default=None, metavar="T",
+                     help="pages at once in this process (default: the cores available)")
+    run.add_argument("--workers", type=int, default=None, metavar="N",
+                     help="run pages on a local Dask cluster of N processes (needs probewarp[dask])")
+    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                     help="run pages on an existing Dask cluster, e.g. tcp://host:8786; every worker needs "
+                          "probewarp installed and, for a .zarr or .npz input, the same path to it")
+    run.add_argument("--fresh", action="store_true",
+                     help="discard the finished pages an interrupted bake left in OUT.partial/ "
+                          "(by default the same command resumes from them)")
+    run.add_argument("--no-score", action="store_true",
+                     help="skip decoding the written archive to score it (and the report)")
 
     sp = add("decode", cmd_decode, "decode an archive at arbitrary positions",
              "Decode at any positions: on probes, between them (trilinear blend of the 8 surrounding\n"
