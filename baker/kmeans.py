@@ -1,18 +1,26 @@
-"""k-means: one k-means++ seeding core and two Lloyd loops (the bake's and VQ's).
+"""k-means: one k-means++ seeding core and Lloyd loops (the bake's and VQ's).
 
-Both users are pinned to their earlier results for the same ``rng`` (the bake
-is byte-identical, :class:`probewarp.baselines.vq.VectorQuantizer` unchanged),
-so the seeding takes its variant as a parameter rather than merging the
-rounding conventions:
+Both users of :func:`kmeanspp` are pinned to their earlier results for the
+same ``rng`` (:func:`kmeans_fixed` as the bake had it,
+:class:`probewarp.baselines.vq.VectorQuantizer` unchanged), so the seeding
+takes its variant as a parameter rather than merging the rounding
+conventions:
 
 * ``n_trials=None`` -- classic k-means++ (Arthur & Vassilvitskii): one D^2
   draw per centre (``rng.choice``), float64 distances clipped at 0; a set with
-  fewer distinct rows than M draws uniformly. Used by the bake
-  (:func:`kmeans_fixed`, called by ``prototypes.ProbeCodec.fit``).
+  fewer distinct rows than M draws uniformly. Used by :func:`kmeans_fixed`.
 * ``n_trials=int`` -- greedy k-means++ (scikit-learn): ``n_trials`` draws per
   centre, the one lowering the potential most kept; distances
   ``|a|^2 - 2ab + |b|^2`` with a :data:`KMEANS_ZERO_REL` floor; a set with
   fewer distinct rows than M takes unused rows. Used by VQ (:func:`kmeans`).
+
+The learner itself (``prototypes.ProbeCodec.fit``) seeds with
+:func:`kmeans_exact`: classic k-means++ plus a fixed number of float64 Lloyd
+iterations like :func:`kmeans_fixed`, but every distance is a numba loop
+summed in one fixed order (``sum_d (x_d - c_d)^2``), never BLAS, so its labels
+are the same whatever the thread count of BLAS or numba (parallel and serial
+twins agree bit for bit) and several fits may run it in Python threads.
+:func:`kmeans_fixed` stays as it was (its results are pinned by a test).
 
 Notes
 -----
@@ -24,8 +32,13 @@ from __future__ import annotations
 
 import math
 
+import numba as nb
 import numpy as np
 import scipy.sparse
+from numba import prange
+
+from probewarp.baker import config
+from probewarp.baker.kernels import serial_copy
 
 #: Lloyd iterations at most (VQ), and the relative decrease of the objective
 #: below which they stop (they also stop when no label changes).
@@ -160,3 +173,116 @@ def kmeans(X: np.ndarray, M: int, rng: np.random.Generator, *, xn=None,
         if done:
             break
     return C, n_iter
+
+
+# --- the learner's k-means: no BLAS, results independent of thread counts -------------
+
+_JIT = dict(nogil=True, cache=config.NUMBA_CACHE, fastmath=config.NUMBA_FASTMATH)
+#: Rows per work item of the exact distance kernels (fixed; results do not depend on it).
+EXACT_BLOCK = 256
+
+
+def _dist_to_row_py(XT, j, out):
+    """``out`` (P,) <- ``sum_d (X[p, d] - X[j, d])^2`` for ``XT`` = X transposed (D, P)."""
+    Dd, P = XT.shape
+    n_blocks = (P + EXACT_BLOCK - 1) // EXACT_BLOCK
+    for blk in prange(n_blocks):
+        a = blk * EXACT_BLOCK
+        e = min(P, a + EXACT_BLOCK)
+        acc = np.zeros(e - a)
+        for d in range(Dd):
+            v = XT[d, j]
+            row = XT[d, a:e]
+            for p in range(e - a):
+                q = row[p] - v
+                acc[p] += q * q
+        for p in range(e - a):
+            out[a + p] = acc[p]
+
+
+def _assign_py(X, CT, labels, dist):
+    """Nearest centre of every row of ``X`` (P, D) among ``CT`` (D, M) (first on ties)."""
+    P, Dd = X.shape
+    M = CT.shape[1]
+    n_blocks = (P + EXACT_BLOCK - 1) // EXACT_BLOCK
+    for blk in prange(n_blocks):
+        acc = np.empty(M)
+        for p in range(blk * EXACT_BLOCK, min(P, (blk + 1) * EXACT_BLOCK)):
+            for c in range(M):
+                acc[c] = 0.0
+            for d in range(Dd):
+                v = X[p, d]
+                for c in range(M):
+                    q = v - CT[d, c]
+                    acc[c] += q * q
+            best = 0
+            for c in range(1, M):
+                if acc[c] < acc[best]:
+                    best = c
+            labels[p] = best
+            dist[p] = acc[best]
+
+
+def _twin(fn):
+    """(parallel, serial) compilations with separate cache entries (:func:`.kernels.serial_copy`)."""
+    return nb.njit(parallel=True, **_JIT)(fn), nb.njit(**_JIT)(serial_copy(fn))
+
+
+_dist_to_row, _dist_to_row_serial = _twin(_dist_to_row_py)
+_assign_exact, _assign_exact_serial = _twin(_assign_py)
+
+
+@nb.njit(**_JIT)
+def _centroids_exact(X, labels, M):
+    """Cluster sums in row order, divided by the counts: (M, D) float64, counts (M,) int64."""
+    P, Dd = X.shape
+    sums = np.zeros((M, Dd))
+    counts = np.zeros(M, np.int64)
+    for p in range(P):
+        m = labels[p]
+        counts[m] += 1
+        for d in range(Dd):
+            sums[m, d] += X[p, d]
+    for m in range(M):
+        if counts[m] > 0:
+            for d in range(Dd):
+                sums[m, d] /= counts[m]
+    return sums, counts
+
+
+def kmeans_exact(X: np.ndarray, M: int, rng: np.random.Generator, n_lloyd: int = 8,
+                 parallel: bool = True) -> np.ndarray:
+    """Classic k-means++ plus ``n_lloyd`` float64 Lloyd iterations on ``X`` (P, D):
+    labels (P,) int64, bit-identical for any thread count and for ``parallel``
+    True or False (module docstring). An empty cluster takes the worst-fit
+    point not taken yet."""
+    X = np.ascontiguousarray(X, np.float64)
+    P = X.shape[0]
+    XT = np.ascontiguousarray(X.T)
+    dist_to = _dist_to_row if parallel else _dist_to_row_serial
+    assign_ = _assign_exact if parallel else _assign_exact_serial
+    first = int(rng.integers(P))
+    chosen = [first]
+    closest = np.empty(P)
+    dist_to(XT, first, closest)
+    new = np.empty(P)
+    for _ in range(1, M):
+        total = float(closest.sum())
+        j = int(rng.choice(P, p=closest / total)) if total > 0 else int(rng.integers(P))
+        chosen.append(j)
+        dist_to(XT, j, new)
+        np.minimum(closest, new, out=closest)
+    centres = X[np.asarray(chosen, np.int64)]
+    labels = np.zeros(P, np.int64)
+    dist = np.empty(P)
+    for _ in range(n_lloyd):
+        assign_(X, np.ascontiguousarray(centres.T), labels, dist)
+        counts = np.bincount(labels, minlength=M)
+        for m in np.flatnonzero(counts == 0):    # empty cluster: take the worst-fit point
+            far = int(np.argmax(np.where(counts[labels] > 1, dist, -1.0)))
+            counts[labels[far]] -= 1
+            counts[m] += 1
+            labels[far] = m
+            dist[far] = -1.0
+        centres, _ = _centroids_exact(X, labels, M)
+    return labels

@@ -13,25 +13,48 @@ with its fitted codes when called without arguments) and
 baselines, whose codes carry no geometry, encode and decode take the probe
 positions as well (every prototype is warped to the position it is seen from).
 
+Initialisation: k-means++ and 8 Lloyd iterations on probe positions and
+low-resolution content (:func:`.kmeans.kmeans_exact`) give the centres, the
+medoid of each cluster its prototype; one radius for all, the best of six
+log-spaced ones at coding a subset of 384 probes; then every probe is coded.
+
 The method, per outer iteration (each step never increases the loss):
 
 1. **Prototype update**: for fixed codes and geometry every warp is a linear
    bilinear-sampling operator, so all prototype texels solve one weighted
    least-squares problem ``min ||Y - A J||_W^2 + lam ||J - J_prev||^2``,
-   solved jointly by preconditioned conjugate gradients on matrix-free warp/adjoint kernels
-   (:mod:`.kernels`), warm-started at the current prototypes. ``lam`` is small
-   and keeps texels no probe sees where they were.
+   solved jointly by ``n_cg`` steps of preconditioned conjugate gradients
+   (Jacobi-style: the row sums of ``A'WA``), warm-started at the current
+   prototypes. ``lam`` is small and keeps texels no probe sees where they
+   were. The geometry being fixed, every sample's bilinear footprint is
+   computed once (:func:`.kernels._build_taps`, 6 bytes per probe, tap,
+   texel and sub-sample: 9 KiB a probe at R = 8, N = 4; above
+   :data:`TAPS_MAX_BYTES` they are recomputed, with the same results), so
+   ``A`` and ``A'`` are sparse gathers and a per-prototype gather over its
+   users, without recomputing warps.
 2. **Geometry update**: every prototype's radius is refit by a line search
    over a few scale factors on the probes that use it; the set of changes is
    kept only if the total loss went down.
 3. **Coding**: for each probe, non-negative orthogonal matching pursuit picks
-   N prototypes among candidates: the spatially nearest ones plus the ones
-   whose content correlates best. A probe keeps its old code when the new one
-   is not better.
+   N prototypes among candidates: the spatially nearest ones, the ones whose
+   content correlates best, and the prototypes of its current code. A probe
+   keeps its old code when the new one is not better.
+
+Every step but the last evaluates the fitting model of :mod:`.kernels`
+(padded prototypes, bilinear fractions in 15-bit fixed point: the exact model
+to within 2^-16 of a texel value); the last loss, after the finish, is the
+exact model's, the decoder's (the published metric).
 
 Finish (quantisation-aware): weights are rounded to their stored 8-bit form,
 one more joint prototype solve absorbs the rounding, then texels are
 quantised to the stored format.
+
+Determinism and threads: a fit's result depends only on its inputs and
+parameters: not on the number of numba or BLAS threads, and not on
+``parallel`` (the fit path calls no BLAS, and every kernel reduces in a fixed
+order). ``parallel=False`` runs serial twins of every kernel, all releasing
+the GIL, so several fits can run at once in Python threads (numba's default
+threading layer must not see parallel kernels launched from several threads).
 
 The loss is the published metric's (DESIGN-NOTES §5): prototypes live in the
 tonemapped domain ``T(v) = (v / (1 + v))^(1/2.2)`` and are blended there; the
@@ -57,7 +80,7 @@ from scipy.spatial import cKDTree
 
 from probewarp.format import constants
 from probewarp.baker import kernels as K
-from probewarp.baker.kmeans import kmeans_fixed
+from probewarp.baker.kmeans import kmeans_exact
 from probewarp.baker.domain import from_domain, sub_directions, to_domain
 from probewarp.baker.cubemap import downsample_box, resample_cube, texel_weights
 from probewarp.format.errors import InputError
@@ -75,12 +98,43 @@ def _content_features(Y: np.ndarray, R: int) -> np.ndarray:
 
 #: Constructor parameters, in order (get_params / set_params / __repr__).
 _PARAMS = ("n_prototypes", "n_taps", "prototype_res", "domain", "warp", "fit_radius", "radius", "n_iter",
-           "n_cg", "n_near", "n_content", "texel_format", "seed", "reg", "progress")
+           "n_cg", "n_near", "n_content", "texel_format", "seed", "reg", "progress", "parallel")
 
 #: Probes coded per chunk by :meth:`ProbeCodec.encode` (bounds its working memory).
 ENCODE_CHUNK = 4096
 #: :meth:`ProbeCodec.encode` also tries the supports of this many nearest fitted probes' codes.
 ENCODE_NEIGHBOUR_CODES = 4
+#: Largest stored footprint table (6 bytes a probe texel sub-sample and tap) of
+#: one prototype update; above it the kernels recompute footprints on the fly
+#: (bit-identical results, slower).
+TAPS_MAX_BYTES = 512 * 2 ** 20
+#: The radius line search of a prototype is scored on at most this many of its
+#: users, those of the largest weights (0: all).
+RADIUS_TRIAL_USERS = 64
+
+
+#: Placeholder footprint arrays for the kernels' on-the-fly mode (never written;
+#: writeable so that both modes share one compiled specialisation).
+_NO_TAPS = (np.zeros((1, 1, 1), np.uint16), np.zeros((1, 1, 2, 1), np.uint16))
+
+
+def _dirs(sub: np.ndarray) -> np.ndarray:
+    """Sub-texel directions (T, S, 3) as the fitting kernels take them: (3, T*S) float64."""
+    return np.ascontiguousarray(sub.reshape(-1, 3).T)
+
+
+def _heaviest_users(idx: np.ndarray, w: np.ndarray, cap: int) -> np.ndarray:
+    """(P, N) bool: for every prototype, its ``cap`` users (probe, tap) of the
+    largest weights (ties: the lower flat index), all if ``cap <= 0``."""
+    flat_m, flat_w = idx.reshape(-1), w.reshape(-1)
+    if cap <= 0:
+        return np.ones(idx.shape, bool)
+    order = np.lexsort((-flat_w, flat_m))            # by prototype, then by decreasing weight (stable)
+    sm = flat_m[order]
+    rank = np.arange(sm.size) - np.searchsorted(sm, sm, side="left")
+    use = np.zeros(sm.size, bool)
+    use[order[rank < cap]] = True
+    return use.reshape(idx.shape)
 
 
 def _unique_rows(cand: np.ndarray) -> np.ndarray:
@@ -118,7 +172,9 @@ class ProbeCodec:
     n_iter : int
         Outer iterations.
     n_cg : int
-        Conjugate-gradient steps per prototype update.
+        Conjugate-gradient steps per prototype update (the finish takes half).
+        4 is within 0.01 dB of 8 on the built-in scene at a third less time
+        (``benchmarks/bench_fit.py``).
     n_near, n_content : int
         Candidates per probe: spatially nearest prototypes, plus best-correlated.
     texel_format : str
@@ -130,6 +186,10 @@ class ProbeCodec:
         data term per texel.
     progress : callable or None
         ``progress(stage: str, info: dict)`` after every phase.
+    parallel : bool
+        Run numba's parallel kernels (threads inside one fit); False runs
+        their serial twins, for several fits at once in Python threads. The
+        fitted result is bit-identical either way.
 
     Attributes
     ----------
@@ -161,8 +221,8 @@ class ProbeCodec:
     """
 
     def __init__(self, n_prototypes=256, n_taps=4, prototype_res=None, domain="tonemap", warp=True,
-                 fit_radius=True, radius=None, n_iter=4, n_cg=8, n_near=24, n_content=8,
-                 texel_format="rgba16f", seed=0, reg=1e-2, progress=None):
+                 fit_radius=True, radius=None, n_iter=4, n_cg=4, n_near=24, n_content=8,
+                 texel_format="rgba16f", seed=0, reg=1e-2, progress=None, parallel=True):
         self.n_prototypes = n_prototypes
         self.n_taps = n_taps
         self.prototype_res = prototype_res
@@ -178,6 +238,7 @@ class ProbeCodec:
         self.seed = seed
         self.reg = reg
         self.progress = progress
+        self.parallel = parallel
 
     # -- parameters (scikit-learn style) -------------------------------------
     def get_params(self, deep: bool = True) -> dict:
@@ -223,6 +284,8 @@ class ProbeCodec:
             raise InputError(f"domain must be 'tonemap' or 'linear', not {self.domain!r}")
         if not 1 <= self.n_taps <= 16:
             raise InputError(f"n_taps must be in 1..16, not {self.n_taps}")
+        if self.radius is not None and not float(self.radius) > 0:
+            raise InputError(f"radius must be positive (or None), not {self.radius}")
         return positions, faces
 
     def _resolutions(self, R):
@@ -253,21 +316,66 @@ class ProbeCodec:
         dT = (1.0 / g) * (vv / (1 + vv)) ** (1.0 / g - 1.0) / (1 + vv) ** 2
         return (base * dT ** 2).astype(np.float32)
 
-    def _render(self, x, J, idx, w, sub):
-        out = np.empty((x.shape[0], sub.shape[0], 3), np.float32)
-        K._render(x, sub, self.centres_, self.radii_, J, self.Rp_, idx, w, out)
-        return out
+    def _kern(self) -> K.Kernels:
+        return K.Kernels(bool(self.parallel))
 
-    def _adjoint(self, x, idx, w, resid, sub, M, Tp):
-        n_chunks = max(1, min(4, x.shape[0]))
-        G = np.zeros((n_chunks, M, Tp, 3))
-        K._adjoint(x, sub, self.centres_, self.radii_, self.Rp_, idx, w, resid, G)
-        return G.sum(axis=0)
+    def _render(self, x, J, idx, w, sub):
+        """The exact forward model (the decoder's): (P, T, 3) float32."""
+        out = np.empty((x.shape[0], sub.shape[0], 3), np.float32)
+        self._kern().render(x, sub, self.centres_, self.radii_, J, self.Rp_, idx, w, out)
+        return out
 
     def _errors(self, Y, Yhat, wt):
         e = np.empty(Y.shape[0])
-        K._weighted_sqerr(Y, Yhat, wt, e)
+        self._kern().weighted_sqerr(Y, Yhat, wt, e)
         return e
+
+    # fitting model (padded prototypes, fixed-point footprints: :mod:`.kernels`)
+    def _pad(self, J, Rp=None):
+        """(M, U, 3) float32 padded prototypes of ``J`` (M, 6 Rp^2, 3)."""
+        Rp = self.Rp_ if Rp is None else Rp
+        src, nsrc = K.pad_table(Rp)
+        Jp = np.empty((J.shape[0], src.shape[0], 3), np.float32)
+        self._kern().pad(J, src, nsrc, Jp)
+        return Jp
+
+    def _taps(self, x, idx, w, sub):
+        """Stored footprints of the current geometry and codes (6 bytes a sample),
+        or None above :data:`TAPS_MAX_BYTES` (the kernels then recompute them:
+        same results, slower)."""
+        P, N = idx.shape
+        n = sub.shape[0] * sub.shape[1]
+        if 6 * P * N * n > TAPS_MAX_BYTES:
+            return None
+        tb = np.empty((P, N, n), np.uint16)
+        tq = np.empty((P, N, 2, n), np.uint16)
+        self._kern().build_taps(x, _dirs(sub), self.centres_, self.radii_, self.Rp_, idx, w, tb, tq)
+        return tb, tq
+
+    def _render_fit(self, x, Jp, idx, w, sub, taps):
+        """The fitting model's forward operator: (P, T, 3) float32."""
+        out = np.empty((x.shape[0], sub.shape[0], 3), np.float32)
+        tb, tq = _NO_TAPS if taps is None else taps
+        self._kern().render_fit(x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, Jp, self.Rp_, idx, w,
+                                tb, tq, taps is not None, out)
+        return out
+
+    @staticmethod
+    def _users(idx, M):
+        """Every prototype's (probe, tap) users in probe order: (order, starts)."""
+        flat = idx.reshape(-1)
+        order = np.argsort(flat, kind="stable").astype(np.int64)
+        starts = np.searchsorted(flat[order], np.arange(M + 1)).astype(np.int64)
+        return order, starts
+
+    def _adjoint_fit(self, resid, wt, x, idx, w, sub, taps, users, scratch):
+        """Transpose of :meth:`_render_fit` applied to ``wt * resid``: (M, Tp, 3) float64."""
+        src, nsrc = K.pad_table(self.Rp_)
+        Gp, G = scratch
+        tb, tq = _NO_TAPS if taps is None else taps
+        self._kern().adjoint_fit(resid, wt, x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, self.Rp_,
+                                 idx, w, tb, tq, taps is not None, users[0], users[1], src, nsrc, Gp, G)
+        return G.copy()
 
     def _candidates(self, x, Yfeat):
         M = self.centres_.shape[0]
@@ -277,62 +385,72 @@ class ProbeCodec:
         n_c = min(self.n_content, M)
         if n_c > 0:
             Jfeat = _content_features(self.J_, self.Rp_)
-            a = Yfeat / np.maximum(np.linalg.norm(Yfeat, axis=1, keepdims=True), 1e-12)
-            b = Jfeat / np.maximum(np.linalg.norm(Jfeat, axis=1, keepdims=True), 1e-12)
-            sim = a @ b.T
+            a = Yfeat / np.maximum(np.sqrt(np.sum(Yfeat * Yfeat, axis=1, keepdims=True)), 1e-12)
+            b = Jfeat / np.maximum(np.sqrt(np.sum(Jfeat * Jfeat, axis=1, keepdims=True)), 1e-12)
+            sim = np.empty((x.shape[0], M))
+            self._kern().similarity(np.ascontiguousarray(a), np.ascontiguousarray(b.T), sim)
             content = np.argpartition(-sim, n_c - 1, axis=1)[:, :n_c]
             cand = np.concatenate([near, content], axis=1)
         else:
             cand = near
         return _unique_rows(cand)
 
-    def _code(self, x, Y, wt, cand, sub, idx, w, err):
-        K._code(x, sub, self.centres_, self.radii_, self.J_, self.Rp_, Y, wt, cand,
-                self.n_taps, True, idx, w, err)
+    def _code(self, x, Y, wt, cand, sub, idx, w, err, Jp=None):
+        """One coding pass (keeps a probe's code unless the new one is better)."""
+        Jp = self._pad(self.J_) if Jp is None else Jp
+        self._kern().code(x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, Jp, self.Rp_, Y, wt, cand,
+                          self.n_taps, True, idx, w, err)
 
-    def _update_prototypes(self, x, Y, wt, idx, w, sub, n_cg=None):
+    def _update_prototypes(self, x, Y, wt, idx, w, sub, taps, n_cg=None):
         """Joint preconditioned CG on the normal equations, warm-started (never raises the loss)."""
         n_cg = self.n_cg if n_cg is None else n_cg
         M, Tp = self.J_.shape[0], self.J_.shape[1]
+        users = self._users(idx, M)
+        src = K.pad_table(self.Rp_)[0]
+        scratch = (np.empty((M, src.shape[0], 3)), np.empty((M, Tp, 3)))
         J0 = self.J_.astype(np.float64)
         # A 1 is each probe's weight sum (bilinear taps sum to 1): no forward pass needed
-        A1 = np.broadcast_to(w.sum(axis=1)[:, None, None], (x.shape[0], sub.shape[0], 3))
-        diag_proxy = self._adjoint(x, idx, w, np.ascontiguousarray(A1 * wt[..., None], np.float32), sub, M, Tp)
+        A1 = np.ascontiguousarray(np.broadcast_to(w.sum(axis=1, dtype=np.float32)[:, None, None],
+                                                  (x.shape[0], sub.shape[0], 3)))
+        diag_proxy = self._adjoint_fit(A1, wt, x, idx, w, sub, taps, users, scratch)
         seen = diag_proxy[..., 0] > 0
         lam = self.reg * float(diag_proxy[seen].mean()) if seen.any() else 1.0
 
         def H(v):
-            Av = self._render(x, v.astype(np.float32), idx, w, sub)
-            return self._adjoint(x, idx, w, Av * wt[..., None], sub, M, Tp) + lam * v
+            Av = self._render_fit(x, self._pad(v), idx, w, sub, taps)
+            return self._adjoint_fit(Av, wt, x, idx, w, sub, taps, users, scratch) + lam * v
 
         # Jacobi-style preconditioner: the row sums of A'WA (>= its diagonal,
         # all entries being non-negative), plus the regulariser
         Minv = 1.0 / (diag_proxy + lam)
-        resid = Y - self._render(x, self.J_, idx, w, sub)
-        r = self._adjoint(x, idx, w, resid * wt[..., None], sub, M, Tp)
+        resid = Y - self._render_fit(x, self._pad(self.J_), idx, w, sub, taps)
+        r = self._adjoint_fit(resid, wt, x, idx, w, sub, taps, users, scratch)
         z = Minv * r
         p = z.copy()
-        rz = float(np.vdot(r, z))
+        rz = K._dot(r, z)
         J = J0
         for _ in range(n_cg):
             if rz <= 1e-30:
                 break
             Hp = H(p)
-            alpha = rz / float(np.vdot(p, Hp))
+            alpha = rz / K._dot(p, Hp)
             J = J + alpha * p
             r = r - alpha * Hp
             z = Minv * r
-            rz_new = float(np.vdot(r, z))
+            rz_new = K._dot(r, z)
             p = z + (rz_new / rz) * p
             rz = rz_new
         self.J_ = np.ascontiguousarray(J.astype(np.float32))
 
-    def _update_radii(self, x, Y, wt, idx, w, sub, Yhat):
+    def _update_radii(self, x, Y, wt, idx, w, sub, Yhat, taps, Jp):
         """Line search of every radius over a few scale factors; kept only if the loss drops."""
         scales = np.array([0.55, 0.75, 1.35, 1.8])
         resid = np.ascontiguousarray(Y - Yhat)
         delta = np.empty((x.shape[0], idx.shape[1], scales.size))
-        K._radius_trials(x, sub, self.centres_, self.radii_, self.J_, self.Rp_, idx, w, resid, wt, scales, delta)
+        tb, tq = _NO_TAPS if taps is None else taps
+        use = _heaviest_users(idx, w, RADIUS_TRIAL_USERS)
+        self._kern().radius_trials(x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, Jp, self.Rp_, idx, w,
+                                   use, tb, tq, taps is not None, resid, wt, scales, delta)
         M = self.radii_.shape[0]
         tot = np.zeros((M, scales.size))
         np.add.at(tot, idx.reshape(-1), delta.reshape(-1, scales.size))
@@ -356,13 +474,15 @@ class ProbeCodec:
         sel = np.sort(rng.choice(P, size=min(P, 384), replace=False))
         xs = np.ascontiguousarray(x[sel])
         cand = self._candidates(xs, Yfeat[sel])
+        Jp = self._pad(self.J_)
+        wts = wt if wt.shape[0] == 1 else np.ascontiguousarray(wt[sel])
         best, best_err = trial[0], np.inf
         for r in trial:
             self.radii_ = np.full(self.centres_.shape[0], r)
             idx = np.zeros((sel.size, self.n_taps), np.int32)
             w = np.zeros((sel.size, self.n_taps), np.float32)
             err = np.full(sel.size, np.inf)
-            self._code(xs, np.ascontiguousarray(Y[sel]), wt, cand, sub, idx, w, err)
+            self._code(xs, np.ascontiguousarray(Y[sel]), wts, cand, sub, idx, w, err, Jp=Jp)
             if err.sum() < best_err:
                 best, best_err = r, err.sum()
         return float(best)
@@ -396,12 +516,12 @@ class ProbeCodec:
 
         # -- initialisation: k-means++ on positions and content ----------------
         span = x.max(axis=0) - x.min(axis=0)
-        diag = float(np.linalg.norm(span))
+        diag = float(np.sqrt(np.sum(span * span)))
         pos = (x - x.mean(axis=0)) / max(float(x.std(axis=0).max()), 1e-12)
         feat = Yfeat - Yfeat.mean(axis=0)
         feat = feat / max(float(np.sqrt((feat ** 2).sum(axis=1).mean())), 1e-12)
         pos = pos / max(float(np.sqrt((pos ** 2).sum(axis=1).mean())), 1e-12)
-        labels = kmeans_fixed(np.concatenate([pos, feat], axis=1), M, rng)
+        labels = kmeans_exact(np.concatenate([pos, feat], axis=1), M, rng, parallel=bool(self.parallel))
         counts = np.bincount(labels, minlength=M)
         self.centres_ = np.zeros((M, 3))
         np.add.at(self.centres_, labels, x)
@@ -437,16 +557,18 @@ class ProbeCodec:
 
         for it in range(1, self.n_iter + 1):
             if self.domain == "linear":
-                Yhat = self._render(x, self.J_, idx, w, sub)
+                Yhat = self._render_fit(x, self._pad(self.J_), idx, w, sub, None)
                 wt = self._loss_weights(np.maximum(Yhat, 0) * 0.5 + Y * 0.5)
-            self._update_prototypes(x, Y, wt, idx, w, sub)
-            Yhat = self._render(x, self.J_, idx, w, sub)
+            taps = self._taps(x, idx, w, sub)      # the geometry is fixed until the radius update
+            self._update_prototypes(x, Y, wt, idx, w, sub, taps)
+            Jp = self._pad(self.J_)
+            Yhat = self._render_fit(x, Jp, idx, w, sub, taps)
             err = self._errors(Y, Yhat, wt)
             self._report("prototypes", it, err.sum() / P, t0)
             if self.warp and self.fit_radius:
                 before = err.sum()
-                old, n_changed = self._update_radii(x, Y, wt, idx, w, sub, Yhat)
-                Yhat2 = self._render(x, self.J_, idx, w, sub)
+                old, n_changed = self._update_radii(x, Y, wt, idx, w, sub, Yhat, taps, Jp)
+                Yhat2 = self._render_fit(x, Jp, idx, w, sub, None)
                 err2 = self._errors(Y, Yhat2, wt)
                 if err2.sum() > before:      # interacting changes overshot: keep the old radii
                     self.radii_ = old
@@ -455,16 +577,21 @@ class ProbeCodec:
                     err, Yhat = err2, Yhat2
                 self._report("radii", it, err.sum() / P, t0, changed=n_changed,
                              radius_median=float(np.median(self.radii_)))
+            del taps
             cand = self._candidates(x, Yfeat)
-            self._code(x, Y, wt, cand, sub, idx, w, err)
+            cand = _unique_rows(np.concatenate([cand, np.where(w > 0, idx, -1)], axis=1))   # + the current code
+            self._code(x, Y, wt, cand, sub, idx, w, err, Jp=Jp)
             self._report("code", it, err.sum() / P, t0)
 
         # -- quantisation-aware finish ---------------------------------------
         # weights are rounded to their 8-bit stored form first; one more joint
         # prototype solve then absorbs the rounding, and the texels are
-        # quantised to their stored format last (the finer of the two).
+        # quantised to their stored format last (the finer of the two). The
+        # last loss is the exact model's (the decoder's): the published metric.
         w[:] = texformats.quantize_weights(w)
-        self._update_prototypes(x, Y, wt, idx, w, sub, n_cg=max(1, self.n_cg // 2))
+        taps = self._taps(x, idx, w, sub)
+        self._update_prototypes(x, Y, wt, idx, w, sub, taps, n_cg=max(1, self.n_cg // 2))
+        del taps
         Jq = texformats.roundtrip(self.J_.reshape(M, 6, self.Rp_, self.Rp_, 3), self.texel_format, self.domain)
         self.J_ = np.ascontiguousarray(Jq.reshape(M, -1, 3).astype(np.float32))
         Yhat = self._render(x, self.J_, idx, w, sub)
@@ -515,16 +642,17 @@ class ProbeCodec:
         sub = sub_directions(self.R_, self.k_)
         n_nb = min(ENCODE_NEIGHBOUR_CODES, self.positions_.shape[0])
         tree = cKDTree(self.positions_)
+        Jp = self._pad(self.J_)
         for a in range(0, P, ENCODE_CHUNK):     # bounded memory: one chunk in the blend domain at a time
             xs = np.ascontiguousarray(x[a:a + ENCODE_CHUNK])
             Y = np.ascontiguousarray(to_domain(faces[a:a + ENCODE_CHUNK], self.domain))
             wt = self._loss_weights(Y)
             ic, wc = idx[a:a + ENCODE_CHUNK], w[a:a + ENCODE_CHUNK]
             err = np.full(xs.shape[0], np.inf)
-            self._code(xs, Y, wt, self._candidates(xs, _content_features(Y, self.R_)), sub, ic, wc, err)
+            self._code(xs, Y, wt, self._candidates(xs, _content_features(Y, self.R_)), sub, ic, wc, err, Jp=Jp)
             near = np.asarray(tree.query(xs, k=n_nb)[1]).reshape(xs.shape[0], n_nb)
             for j in range(n_nb):               # each pass keeps a probe's code unless it improves on it
-                self._code(xs, Y, wt, _unique_rows(self.indices_[near[:, j]]), sub, ic, wc, err)
+                self._code(xs, Y, wt, _unique_rows(self.indices_[near[:, j]]), sub, ic, wc, err, Jp=Jp)
         w[:] = texformats.quantize_weights(w)
         return idx, w
 

@@ -1,11 +1,18 @@
 """The prototype learner: kernels against the oracle, analytic invariants,
 and the optimiser's guarantees (DESIGN-NOTES §3-§4)."""
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from probewarp.baker import kernels as K
 from probewarp.baker.cubemap import downsample_box, texel_directions
 from probewarp.baker.metrics import evaluate
+from probewarp.baker import prototypes as PR
 from probewarp.baker.prototypes import ProbeCodec
 from probewarp.baker.domain import sub_directions
 from probewarp.format.errors import InputError
@@ -65,6 +72,69 @@ def test_prototype_at_its_own_centre_is_itself_and_infinite_radius_has_no_parall
     far = np.empty_like(out)
     K._render(np.array([[7.0, -3.0, 2.0]]), sub, C, inf, J, Rp, one, wone, far)
     np.testing.assert_allclose(far, out, atol=1e-6)
+
+
+def _fit_model_state(k, seed=4):
+    """Random geometry and codes, the padded prototypes and the stored footprints."""
+    x, C, rho, J, idx, w, R, Rp, k = _random_state(k=k, P=7, M=5, N=3, seed=seed)
+    rho[1] = np.inf                                  # no parallax for one prototype
+    w[2, 1] = 0.0                                    # an unused tap
+    sub = sub_directions(R, k)
+    dirs = PR._dirs(sub)
+    src, nsrc = K.pad_table(Rp)
+    Jp = np.empty((J.shape[0], src.shape[0], 3), np.float32)
+    K._pad(J, src, nsrc, Jp)
+    n = sub.shape[0] * sub.shape[1]
+    tb = np.empty(idx.shape + (n,), np.uint16)
+    tq = np.empty(idx.shape + (2, n), np.uint16)
+    K._build_taps(x, dirs, C, rho, Rp, idx, w, tb, tq)
+    return x, C, rho, J, Jp, idx, w, R, Rp, sub, dirs, tb, tq, src, nsrc
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_fitting_model_matches_the_exact_model_and_stored_footprints_change_nothing(k):
+    """The learner's padded fixed-point model is the exact model to its 2^-16
+    fraction rounding, and gives the same bits from stored or recomputed
+    footprints, serial or parallel."""
+    x, C, rho, J, Jp, idx, w, R, Rp, sub, dirs, tb, tq, src, nsrc = _fit_model_state(k)
+    S = sub.shape[1]
+    exact = np.empty((x.shape[0], sub.shape[0], 3), np.float32)
+    K._render(x, sub, C, rho, J, Rp, idx, w, exact)
+    outs = []
+    for kern, stored in [(K._render_fit, True), (K._render_fit, False), (K._render_fit_serial, True),
+                         (K._render_fit_serial, False)]:
+        out = np.empty_like(exact)
+        kern(x, dirs, S, C, rho, Jp, Rp, idx, w, tb, tq, stored, out)
+        outs.append(out)
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    np.testing.assert_allclose(outs[0], exact, atol=2 ** -14)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_fitting_adjoint_is_the_transpose(k):
+    """Dot-product test of the per-prototype gather adjoint (padding folded back),
+    the same bits from stored or recomputed footprints, serial or parallel."""
+    x, C, rho, J, Jp, idx, w, R, Rp, sub, dirs, tb, tq, src, nsrc = _fit_model_state(k, seed=5)
+    S = sub.shape[1]
+    P, M = x.shape[0], J.shape[0]
+    rng = np.random.default_rng(6)
+    r = rng.normal(size=(P, sub.shape[0], 3)).astype(np.float32)
+    wt = rng.uniform(0.5, 1.5, (P, sub.shape[0])).astype(np.float32)
+    AJ = np.empty_like(r)
+    K._render_fit(x, dirs, S, C, rho, Jp, Rp, idx, w, tb, tq, True, AJ)
+    order, starts = ProbeCodec._users(idx, M)
+    Gs = []
+    for kern, stored in [(K._adjoint_fit, True), (K._adjoint_fit, False), (K._adjoint_fit_serial, True)]:
+        G = np.empty((M, J.shape[1], 3))
+        kern(r, wt, x, dirs, S, C, rho, Rp, idx, w, tb, tq, stored, order, starts, src, nsrc,
+             np.empty((M, src.shape[0], 3)), G)
+        Gs.append(G)
+    for G in Gs[1:]:
+        np.testing.assert_array_equal(G, Gs[0])
+    lhs = float(np.sum(AJ.astype(np.float64) * r * wt[..., None]))
+    rhs = float(np.sum(J.astype(np.float64) * Gs[0]))
+    assert lhs == pytest.approx(rhs, rel=1e-5)
 
 
 def _field(R=8, n=5, depth=5.0):
@@ -130,7 +200,7 @@ def test_deterministic_for_a_seed_and_validates_input():
 #: Non-default values for every constructor parameter (get_params must carry all).
 _PARAMS = dict(n_prototypes=8, n_taps=2, prototype_res=8, domain="tonemap", warp=True, fit_radius=True,
                radius=None, n_iter=2, n_cg=6, n_near=6, n_content=3, texel_format="rgba16f", seed=3,
-               reg=2e-2, progress=None)
+               reg=2e-2, progress=None, parallel=False)
 
 
 @pytest.fixture(scope="module")
@@ -244,3 +314,108 @@ def test_encode_decode_validate_their_inputs(fitted):
             call()
     with pytest.raises(RuntimeError, match="not fitted"):
         ProbeCodec().encode(g, faces)
+
+
+# --- determinism and thread safety (the page-parallel bake runs fits in threads) ----
+
+_DET = dict(n_prototypes=16, n_taps=3, n_iter=2, seed=1, n_cg=4)
+_FITTED = ("centres_", "radii_", "prototypes_", "indices_", "weights_")
+
+
+def _det_field():
+    return _field(R=8, n=6)          # 216 probes at R = 8
+
+
+def _assert_same_fit(a, b):
+    for name in _FITTED:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def test_parallel_and_serial_kernels_fit_the_same_bits():
+    g, faces = _det_field()
+    par = ProbeCodec(parallel=True, **_DET).fit(g, faces)
+    ser = ProbeCodec(parallel=False, **_DET).fit(g, faces)
+    _assert_same_fit(par, ser)
+    assert [h["loss"] for h in par.history_ if "loss" in h] == [h["loss"] for h in ser.history_ if "loss" in h]
+
+
+def test_stored_and_recomputed_footprints_fit_the_same_bits(monkeypatch):
+    g, faces = _det_field()
+    stored = ProbeCodec(**_DET).fit(g, faces)
+    monkeypatch.setattr(PR, "TAPS_MAX_BYTES", 0)        # every footprint recomputed on the fly
+    _assert_same_fit(ProbeCodec(**_DET).fit(g, faces), stored)
+
+
+_SUBPROCESS_FIT = """
+import sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import test_prototypes as T
+from probewarp.baker.prototypes import ProbeCodec
+g, faces = T._det_field()
+c = ProbeCodec(parallel=sys.argv[3] == "1", **T._DET).fit(g, faces)
+np.savez(sys.argv[2], **{k: getattr(c, k) for k in T._FITTED})
+import numba.np.ufunc.parallel as p
+print("pool", int(bool(p._is_initialized)))
+"""
+
+
+def _fit_in_subprocess(tmp_path, parallel, env_extra):
+    out = tmp_path / f"fit_{int(parallel)}.npz"
+    env = dict(os.environ, **env_extra)
+    res = subprocess.run([sys.executable, "-c", _SUBPROCESS_FIT, str(Path(__file__).parent), str(out),
+                          "1" if parallel else "0"], env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return np.load(out), res.stdout
+
+
+def test_fit_is_independent_of_numba_and_blas_thread_counts(tmp_path):
+    """What a Dask worker process computes (one numba thread, one BLAS thread)
+    is bit for bit what the main process computes."""
+    g, faces = _det_field()
+    here = ProbeCodec(parallel=True, **_DET).fit(g, faces)
+    one = {"NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    there, _ = _fit_in_subprocess(tmp_path, True, one)
+    for name in _FITTED:
+        np.testing.assert_array_equal(there[name], getattr(here, name), err_msg=name)
+
+
+def test_serial_fit_never_starts_numbas_thread_pool(tmp_path):
+    """parallel=False must launch no parallel kernel (the workqueue layer aborts on
+    concurrent launches from several threads): the pool stays uninitialised."""
+    _, stdout = _fit_in_subprocess(tmp_path, False, {})
+    assert stdout.split()[-1] == "0", stdout
+
+
+def test_concurrent_serial_fits_in_threads_equal_the_sequential_ones():
+    g, faces = _det_field()
+    jobs = [dict(_DET, seed=1), dict(_DET, seed=2, n_taps=2)]
+    sequential = [ProbeCodec(parallel=False, **kw).fit(g, faces) for kw in jobs]
+    results = [None] * len(jobs)
+    errors = []
+
+    def work(j):
+        try:
+            for _ in range(2):
+                results[j] = ProbeCodec(parallel=False, **jobs[j]).fit(g, faces)
+        except Exception as e:                  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(j,)) for j in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for a, b in zip(results, sequential):
+        _assert_same_fit(a, b)
+
+
+def test_exact_kmeans_is_the_same_serial_or_parallel():
+    from probewarp.baker.kmeans import kmeans_exact
+    X = np.random.default_rng(3).normal(size=(700, 37))
+    X[:100] = X[0]                              # duplicates: ties and empty clusters
+    a = kmeans_exact(X, 24, np.random.default_rng(5), parallel=True)
+    b = kmeans_exact(X, 24, np.random.default_rng(5), parallel=False)
+    np.testing.assert_array_equal(a, b)
+    assert np.bincount(a, minlength=24).min() > 0

@@ -166,7 +166,8 @@ def test_a_bake_killed_at_a_random_point_resumes_to_the_same_bytes(zarr_set, ref
     n_pages = r0.n_pages
     rng = np.random.default_rng(int(time.time()))
     kill_after = int(rng.integers(1, n_pages))         # pages finished before the kill
-    jitter = float(rng.uniform(0.0, 1.0))              # and somewhere inside the next page
+    page_s = min(st["fit_seconds"] for st in r0.bake_report["page_stats"])
+    jitter = float(rng.uniform(0.0, 0.7 * page_s))     # and somewhere inside the next page
     out = tmp_path / "k.pwa"
     script = tmp_path / "bake.py"
     script.write_text(SCRIPT)
