@@ -200,7 +200,8 @@ def fit_page(task: PageTask, positions_fit: np.ndarray, faces_fit: np.ndarray, p
     remap = np.cumsum(used) - 1
     page = Page(centres=codec.centres_[used], radii=codec.radii_[used], prototypes=codec.prototypes_[used],
                 probe_ids=task.ids.astype(np.int64), positions=np.asarray(positions_fit[:n_own], np.float64),
-                indices=remap[idx].astype(np.int32), weights=w.astype(np.float32), brick=task.brick)
+                indices=remap[idx].astype(np.int32), weights=w.astype(np.float32), brick=task.brick,
+                stored=codec.prototypes_stored_[used])
     fit_s = time.perf_counter() - t0
     enc, blob = encode_page(page, meta)
     stats = {"probes": int(n_own), "halo": int(task.halo.size), "prototypes": int(used.sum()),
@@ -262,7 +263,8 @@ def page_report_fields(params: dict, R: int) -> dict:
     codec = {**ProbeCodec().get_params(), **params}
     Rp = int(codec["prototype_res"] or R)
     return {"probe_res": int(R), "prototype_res": Rp, "domain": codec["domain"],
-            "texel_format": codec["texel_format"], "n_taps": int(codec["n_taps"])}
+            "texel_format": codec["texel_format"] or config.default_texel_format(Rp),
+            "n_taps": int(codec["n_taps"])}
 
 
 def archive_meta(n_probes: int, report: dict, grid: Grid | None = None) -> dict:

@@ -12,11 +12,25 @@ NUMBA_FASTMATH = False
 #: Compile-once cache on disk (first calls cost ~1 s each otherwise).
 NUMBA_CACHE = True
 
+# --- the default bake ---------------------------------------------------------
+#: Stored prototype texel format of a default bake: the point the measured
+#: rate-distortion curve chose (``benchmarks/bench_rd.py`` ->
+#: ``benchmarks/results/rd.json``, two scenes; README "Choosing the default").
+DEFAULT_TEXEL_FORMAT = "bc6h"
+#: Where the default's 4 x 4 blocks do not tile the prototype faces (Rp not
+#: a multiple of 4), the default bake stores this instead.
+FALLBACK_TEXEL_FORMAT = "rgba16f"
+
+
+def default_texel_format(prototype_res: int) -> str:
+    """The texel format a bake that names none stores at ``Rp = prototype_res``."""
+    return DEFAULT_TEXEL_FORMAT if int(prototype_res) % 4 == 0 else FALLBACK_TEXEL_FORMAT
+
 # --- pages ------------------------------------------------------------------
 #: Halo of a page, in probe spacings: every page is fitted with the probes of
 #: other pages this close to it, so border probes see the context inner
 #: ones do (``benchmarks/bench_halo.py`` measured the seam against it).
-DEFAULT_HALO = 2.0
+DEFAULT_HALO = 1.0
 
 # --- probe-set storage -------------------------------------------------------
 #: Chunked (zarr) probe stores: probes per chunk along the probe axis, at

@@ -291,7 +291,7 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
     codec = {**ProbeCodec().get_params(), **codec_kw}     # the learner's defaults, from the learner
     params_out = {"prototypes": n_prototypes, "taps": n_taps, "prototype_res": fields["prototype_res"],
                   "page_probes": page_probes, "halo": halo, "seed": seed, "iterations": codec["n_iter"],
-                  "domain": codec["domain"], "warp": codec["warp"], "texel_format": codec["texel_format"]}
+                  "domain": codec["domain"], "warp": codec["warp"], "texel_format": fields["texel_format"]}
     bake_report = {"n_pages": n_pages, "seconds": bake_s, "pages": histories, "page_stats": stats, **fields}
     return BakeResult(archive=out, n_probes=P, probe_res=R, prototype_res=int(fields["prototype_res"]),
                       n_pages=n_pages, file_bytes=int(size), bytes_per_probe=size / P, psnr_db=psnr,
@@ -301,7 +301,7 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
 
 
 def bake_probeset(source, out, *, n_prototypes=256, n_taps=4, prototype_res=None, page_probes=16384,
-                  n_iter=4, domain="tonemap", warp=True, fit_radius=True, texel_format="rgba16f",
+                  n_iter=4, domain="tonemap", warp=True, fit_radius=True, texel_format=None,
                   seed=0, halo=DEFAULT_HALO, workers=None, scheduler=None, threads=None, fresh=False,
                   checkpoint=True, sanitize=False, validate=True, progress=None, report=True,
                   score=True) -> BakeResult:

@@ -79,6 +79,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from probewarp.format import constants
+from probewarp.baker import config
 from probewarp.baker import kernels as K
 from probewarp.baker.kmeans import kmeans_exact
 from probewarp.baker.domain import from_domain, sub_directions, to_domain
@@ -177,9 +178,11 @@ class ProbeCodec:
         (``benchmarks/bench_fit.py``).
     n_near, n_content : int
         Candidates per probe: spatially nearest prototypes, plus best-correlated.
-    texel_format : str
+    texel_format : str or None
         Stored prototype texel format (:mod:`.texformats`), used by the
-        quantisation-aware finish.
+        quantisation-aware finish; None: the measured default
+        (:func:`probewarp.baker.config.default_texel_format`: BC6H where Rp is
+        a multiple of 4, else RGBA16F), resolved in ``texel_format_``.
     seed : int
     reg : float
         Proximal regulariser of the prototype update, relative to the mean
@@ -196,6 +199,9 @@ class ProbeCodec:
     centres_ : (M, 3) float64
     radii_ : (M,) float64 (``inf`` without warp)
     prototypes_ : (M, 6, Rp, Rp, 3) float32, in the blend domain, quantised
+    prototypes_stored_ : level 0 of ``prototypes_`` encoded in ``texel_format_``
+        (what the archive stores; ``prototypes_`` is its decoding)
+    texel_format_ : str, the stored texel format (``texel_format`` resolved)
     indices_ : (P, N) int32
     weights_ : (P, N) float32, quantised
     positions_ : (P, 3) float64
@@ -222,7 +228,7 @@ class ProbeCodec:
 
     def __init__(self, n_prototypes=256, n_taps=4, prototype_res=None, domain="tonemap", warp=True,
                  fit_radius=True, radius=None, n_iter=4, n_cg=4, n_near=24, n_content=8,
-                 texel_format="rgba16f", seed=0, reg=1e-2, progress=None, parallel=True):
+                 texel_format=None, seed=0, reg=1e-2, progress=None, parallel=True):
         self.n_prototypes = n_prototypes
         self.n_taps = n_taps
         self.prototype_res = prototype_res
@@ -592,7 +598,13 @@ class ProbeCodec:
         taps = self._taps(x, idx, w, sub)
         self._update_prototypes(x, Y, wt, idx, w, sub, taps, n_cg=max(1, self.n_cg // 2))
         del taps
-        Jq = texformats.roundtrip(self.J_.reshape(M, 6, self.Rp_, self.Rp_, 3), self.texel_format, self.domain)
+        self.texel_format_ = self.texel_format or config.default_texel_format(self.Rp_)
+        if self.texel_format_ in texformats.UNIT_RANGE and self.domain != "tonemap":
+            raise InputError(f"{self.texel_format_} stores [0, 1] values: it needs the tonemapped blend domain")
+        # encoded once: the archive stores these very blocks (re-encoding decoded
+        # block-compressed texels is not lossless)
+        self.prototypes_stored_ = texformats.encode(self.J_.reshape(M, 6, self.Rp_, self.Rp_, 3), self.texel_format_)
+        Jq = texformats.decode(self.prototypes_stored_, self.texel_format_)
         self.J_ = np.ascontiguousarray(Jq.reshape(M, -1, 3).astype(np.float32))
         Yhat = self._render(x, self.J_, idx, w, sub)
         err = self._errors(Y, Yhat, wt)

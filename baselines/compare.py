@@ -23,6 +23,7 @@ import numpy as np
 
 import probewarp.baselines as B
 from probewarp.baker.metrics import QualityAccumulator
+from probewarp.baker import config
 from probewarp.baker.pipeline import bake_arrays
 from probewarp.baker.report import write_json
 
@@ -85,7 +86,9 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
         plan = [
             ("probewarp", dict(prototype_res=prototype_res)),
             ("probewarp, bc7 texels", dict(prototype_res=prototype_res, texel_format="bc7"))
-            if (prototype_res or R) % 4 == 0 else None,
+            if (prototype_res or R) % 4 == 0 and config.DEFAULT_TEXEL_FORMAT != "bc7" else None,
+            ("probewarp, rgba16f texels", dict(prototype_res=prototype_res, texel_format="rgba16f"))
+            if config.DEFAULT_TEXEL_FORMAT != "rgba16f" else None,
             (f"probewarp compact ({compact_fmt}, Rp = {max(2, R // 2)})",
              dict(prototype_res=max(2, R // 2), texel_format=compact_fmt)),
             ("ablation: no warp (learned dictionary)", dict(prototype_res=prototype_res, warp=False)),

@@ -406,6 +406,8 @@ def run_probewarp(engine, size_name, shape, store, args, flags) -> dict:
     out = run_dir / "bake.pwa"
     rec.update(run_measured(bake_command(engine, store, out, args, flags), timeout=args.timeout,
                             log_dir=run_dir))
+    if rec["status"] == "timeout":
+        rec["partial"] = _partial_progress(out, P, rec.get("wall_s"))
     rep = _report_numbers(out.with_suffix(".report.json")) if rec["status"] == "ok" else None
     if rec["status"] == "ok" and rep is None:
         rec.update(status="failed", reason="the bake wrote no readable report")
@@ -420,6 +422,35 @@ def run_probewarp(engine, size_name, shape, store, args, flags) -> dict:
         if not args.keep_archives:
             out.unlink(missing_ok=True)
     return rec
+
+
+def _partial_progress(out: Path, P: int, wall_s) -> dict | None:
+    """What a bake killed at ``--timeout`` had finished, from its checkpoint
+    (``OUT.partial/``): pages and probes done, their measured rate and the
+    wall time the whole set would take at that rate (an extrapolation,
+    labelled as such; it leaves out the final write and the score)."""
+    from probewarp.baker.checkpoint import Checkpoint, checkpoint_dir
+    ck = checkpoint_dir(out)
+    if not ck.exists():
+        return None
+    import json as _json
+    try:
+        n_pages = len(list(ck.glob("page-*.pwp")))
+        fingerprint = _json.loads((ck / "bake.json").read_text())
+        total_pages = int(fingerprint["meta"]["n_pages"])
+        done = Checkpoint.__new__(Checkpoint)
+        done.dir = ck
+        pages = done.finished(total_pages)
+    except (OSError, ValueError, KeyError):
+        return None
+    probes = sum(int(info["stats"]["probes"]) for _, info in pages.values())
+    fit_s = sum(float(info["stats"]["fit_seconds"]) for _, info in pages.values())
+    rate = probes / wall_s if wall_s and probes else None
+    return {"pages_done": n_pages, "pages_total": total_pages, "probes_done": probes,
+            "probes_per_s_measured": rate, "page_fit_seconds_sum": fit_s,
+            "wall_s_extrapolated": P / rate if rate else None,
+            "note": "killed at --timeout; the rate is probes finished over the run's wall time so far "
+                    "(start-up included), the extrapolation assumes it stays flat"}
 
 
 def run_sklearn(size_name, shape, store, args) -> dict:

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from probewarp.baker.config import DEFAULT_HALO
+from probewarp.baker.config import DEFAULT_HALO, DEFAULT_TEXEL_FORMAT, FALLBACK_TEXEL_FORMAT
 from probewarp.format import errors
 from probewarp.format.errors import InputError, ProbewarpError
 
@@ -369,8 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--domain", choices=["tonemap", "linear"], default="tonemap",
                     help="blend domain (default tonemap: the metric's; the decoder inverts it)")
     sp.add_argument("--format", choices=["rgba16f", "rgb9e5", "rgba8", "bc7", "bc6h", "rgba32f"],
-                    default="rgba16f",
-                    help="stored prototype texel format (default rgba16f; rgba8 and bc7 need --domain "
+                    default=None,
+                    help=f"stored prototype texel format (default {DEFAULT_TEXEL_FORMAT}, the measured "
+                         f"rate-distortion choice, or {FALLBACK_TEXEL_FORMAT} where the prototype "
+                         f"resolution is not a multiple of 4; rgba8 and bc7 need --domain "
                          "tonemap; bc6h, 1 byte per texel like bc7, stores HDR in either domain; bc7 "
                          "and bc6h need a prototype resolution divisible by 4)")
     sp.add_argument("--no-warp", action="store_true", help="no parallax (infinite radii): the plain dictionary")

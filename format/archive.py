@@ -94,6 +94,9 @@ class Page:
     indices: np.ndarray
     weights: np.ndarray
     brick: tuple | None = None   # ((i0, j0, k0), (ni, nj, nk)) for grid sets
+    #: level 0 of the prototypes as stored (the meta's texel format), when the
+    #: producer encoded them itself; None: :func:`pack_page` encodes ``prototypes``
+    stored: np.ndarray | None = None
 
 
 def implicit_ids(meta: dict) -> bool:
@@ -141,7 +144,8 @@ def pack_page(page: Page, meta: dict) -> bytes:
     """Page -> uncompressed payload bytes (inverse: :func:`unpack_page`)."""
     M = page.centres.shape[0]
     fmt = meta["texel_format"]
-    levels = texformats.mip_chain(texformats.encode(page.prototypes, fmt), fmt, stored_levels(meta))
+    level0 = page.stored if page.stored is not None else texformats.encode(page.prototypes, fmt)
+    levels = texformats.mip_chain(level0, fmt, stored_levels(meta))
     parts = [
         np.ascontiguousarray(page.centres, "<f4").tobytes(),
         np.ascontiguousarray(page.radii, "<f4").tobytes(),
