@@ -11,8 +11,6 @@
   check can fail); decoding across a page border is continuous;
 - reads are bounded by the page (and its halo), never the whole set.
 """
-import json
-import os
 import signal
 import subprocess
 import sys
