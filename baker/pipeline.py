@@ -67,7 +67,7 @@ class BakeResult:
         bake's wall time), ``pages_fitted``, ``pages_resumed``,
         ``peak_rss_bytes`` (this process plus every Dask worker), the engine
     border : dict, error against the distance to a page border
-        (:func:`.report.border_stats`; empty without ``score``)
+        (:func:`.report.border_stats`; empty without ``score`` or with one page)
     parameters : dict, the bake's parameters (the report's ``parameters``)
     bake_report : dict, :func:`.bake.bake`'s report (loss per iteration ...)
     sanitize_report : SanitizeReport or None (``sanitize=True`` only)
@@ -270,7 +270,7 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
         s = acc.result()
         psnr, log_rmse, per_probe = s["psnr_db"], s["log_rmse"], acc.per_probe_psnr
         decode_s = time.perf_counter() - t1
-        if score_positions is None:
+        if score_positions is None and n_pages > 1:
             border = rep.border_stats(page_border_distance(positions, tasks, grid), per_probe)
     histories = [infos[i]["history"] for i in range(n_pages)]
     stats = [infos[i]["stats"] for i in range(n_pages)]

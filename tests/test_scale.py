@@ -11,6 +11,7 @@
   check can fail); decoding across a page border is continuous;
 - reads are bounded by the page (and its halo), never the whole set.
 """
+import json
 import signal
 import subprocess
 import sys
@@ -291,3 +292,11 @@ def test_reads_are_bounded_by_the_page_and_its_halo(tmp_path):
     r = bake_arrays(ps.positions, spy, tmp_path / "b.pwa", grid=ps.lattice, halo=2, **KW, threads=2)
     assert max(spy.reads) <= max(biggest, 4096)        # pages + halo; the score reads 4096 at a time
     assert biggest < ps.n_probes and r.n_pages == len(tasks)
+
+
+def test_a_one_page_bake_reports_no_border(tmp_path):
+    ps = probe_set((4, 2, 4))
+    r = bake_probeset(ps, tmp_path / "o.pwa", **dict(KW, page_probes=10 ** 6))
+    assert r.n_pages == 1 and r.border == {}
+    assert "border_png" not in r.report_paths and not (tmp_path / "o.border.png").exists()
+    assert json.loads(r.report_paths["json"].read_text())["border"] == {}
