@@ -6,7 +6,7 @@ M = 256, N = 4 in one process: same probes, same metric, every method's
 bytes counted. Writes benchmarks/results/compare_builtin.json (with machine
 facts and timings) and compare_builtin.png (rate-distortion).
 
-    .venv/bin/python benchmarks/bench_bake.py            # ~30 min on 2 cores
+    .venv/bin/python benchmarks/bench_bake.py            # ~15 min on 2 cores
     .venv/bin/python benchmarks/bench_bake.py --n 16 4 16  # a quick look
 
 Run it on a quiet machine: the 'seconds' of the probewarp row is the bake
