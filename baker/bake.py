@@ -160,7 +160,7 @@ def codec_for(task: PageTask, n_fit: int, params: dict, seed: int, parallel: boo
     """The learner of one page: ``params`` are ProbeCodec parameters; M is capped
     by the probes the page is fitted on; seed ``seed + page``."""
     kw = dict(params)
-    kw["n_prototypes"] = min(int(kw.get("n_prototypes", 256)), n_fit)
+    kw["n_prototypes"] = min(int(kw.get("n_prototypes", config.DEFAULT_PROTOTYPES)), n_fit)
     kw["seed"] = int(seed) + int(task.index)
     if "parallel" in ProbeCodec().get_params():
         kw["parallel"] = bool(parallel)
@@ -191,7 +191,9 @@ def fit_page(task: PageTask, positions_fit: np.ndarray, faces_fit: np.ndarray, p
     t0 = time.perf_counter()
     n_own = task.ids.size
     codec = codec_for(task, positions_fit.shape[0], params, seed, parallel)
-    codec.fit(positions_fit, faces_fit)
+    grid = Grid.from_meta(meta)
+    cells = grid.stencils(positions_fit) if grid is not None else None
+    codec.fit(positions_fit, faces_fit, cells=cells)
     idx = codec.indices_[:n_own]
     w = codec.weights_[:n_own]
     used = np.zeros(codec.centres_.shape[0], bool)
@@ -222,8 +224,8 @@ def read_fit_faces(faces, ids: np.ndarray) -> np.ndarray:
     return out
 
 
-def bake(positions, faces, *, n_prototypes=256, n_taps=4, prototype_res=None, page_probes=16384,
-         grid: Grid | None = None, seed=0, halo=DEFAULT_HALO, progress=None, **codec_kw):
+def bake(positions, faces, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps=config.DEFAULT_TAPS,
+         prototype_res=None, page_probes=config.DEFAULT_PAGE_PROBES, grid: Grid | None = None, seed=0, halo=DEFAULT_HALO, progress=None, **codec_kw):
     """Fit every page, in order, in this thread; the pages held in memory.
 
     Parameters

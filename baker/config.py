@@ -26,6 +26,15 @@ def default_texel_format(prototype_res: int) -> str:
     """The texel format a bake that names none stores at ``Rp = prototype_res``."""
     return DEFAULT_TEXEL_FORMAT if int(prototype_res) % 4 == 0 else FALLBACK_TEXEL_FORMAT
 
+#: Prototypes per page (M) and probes per page of a default bake: about 200
+#: bytes a probe at R = 16 with BC6H texels (the rate the optimiser issue
+#: asked for; ``benchmarks/bench_levers.py --res 16 --m 512`` -> town 201,
+#: interior 206 B/probe, warp +1.05 / +2.62 dB over the no-warp dictionary).
+DEFAULT_PROTOTYPES = 512
+DEFAULT_PAGE_PROBES = 4096
+#: Probes blended per position (N).
+DEFAULT_TAPS = 4
+
 # --- pages ------------------------------------------------------------------
 #: Halo of a page, in probe spacings: every page is fitted with the probes of
 #: other pages this close to it, so border probes see the context inner

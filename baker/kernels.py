@@ -328,6 +328,33 @@ def _footprints(ox, oy, oz, q2, dirs, Rp, bo, qxo, qyo):
 
 
 @nb.njit(**_JITV)
+def _footprints_shift(ox, oy, oz, q2, dirs, Rp, bo, qxo, qyo, hx, hy, hz):
+    """:func:`_footprints` of the hit point shifted by ``h`` before the lookup:
+    the sphere (o, q2) is hit from the probe, the prototype is read in the
+    direction of the hit point seen from a point ``-h`` off the sphere's
+    centre (the view-preserving centre move of the geometry update)."""
+    h = 0.5 * Rp
+    c0 = h + 0.5
+    P2 = Rp + 2
+    for j in range(dirs.shape[1]):
+        dx = dirs[0, j]
+        dy = dirs[1, j]
+        dz = dirs[2, j]
+        b = ox * dx + oy * dy + oz * dz
+        disc = b * b - q2
+        disc = disc if disc > 0.0 else 0.0
+        t = np.sqrt(disc) - b
+        f, px, py = _texel_coords(0.0, 0.0, 0.0, -1.0, ox + t * dx + hx, oy + t * dy + hy, oz + t * dz + hz, h, c0)
+        i0 = np.int32(px)
+        j0 = np.int32(py)
+        i0 = min(max(i0, 0), Rp)
+        j0 = min(max(j0, 0), Rp)
+        bo[j] = (f * P2 + j0) * P2 + i0
+        qxo[j] = np.int32((px - i0) * QSCALE + 0.5)
+        qyo[j] = np.int32((py - j0) * QSCALE + 0.5)
+
+
+@nb.njit(**_JITV)
 def _footprints_exact(ox, oy, oz, q2, dirs, Rp, bo, fxo, fyo):
     """:func:`_footprints` with float64 fractions (the exact model)."""
     h = 0.5 * Rp
@@ -790,22 +817,30 @@ _code, _code_serial = _twin(_code_py)
 
 
 # ---------------------------------------------------------------------------
-# radius line search
+# geometry line search (radii and centres)
 # ---------------------------------------------------------------------------
 
-def _radius_trials_py(x, dirs, S, C, rho, Jp, Rp, idx, w, use, tb, tq, stored, resid, wt, scales, delta):
-    """Change of each probe's loss when one of its prototypes' radius is
-    multiplied by ``scales[j]`` (inf-safe): ``delta`` (P, N, n_scales) float64.
+def _geometry_trials_py(x, dirs, S, C, rho, Jp, Rp, idx, w, use, tb, tq, stored, resid, wt, trial_c, trial_r,
+                        view_preserving, delta):
+    """Change of each probe's loss when one of its prototypes' geometry is
+    replaced by trial ``j``: centre ``trial_c[m, j]`` (3,), radius
+    ``trial_r[m, j]`` (inf-safe), everything else fixed: ``delta`` (P, N,
+    n_trials) float64. With ``view_preserving`` the content moves with the
+    centre so that the prototype seen from its old centre is unchanged: the
+    new sphere is hit from the probe and the old content read in the
+    direction of the hit point from the old centre (finite radii only).
 
     ``resid`` = Y - Yhat (P, T, 3) at the current geometry, whose footprints
     are ``tb``/``tq`` when ``stored``. Only taps with ``use`` (P, N) bool are
     tried (0 elsewhere). For term k the new residual is
-    ``resid + w_k (W_old - W_new) J_m``.
+    ``resid + w_k (W_old - W_new) J_m``: exact for one prototype changed at a
+    time (a probe using a prototype twice is not special-cased: the
+    caller's full-loss check keeps the update honest).
     """
     P = x.shape[0]
     T = resid.shape[1]
     N = idx.shape[1]
-    nS = scales.shape[0]
+    nS = trial_r.shape[1]
     Pw = wt.shape[0]
     n = dirs.shape[1]
     inv = 1.0 / S
@@ -834,8 +869,12 @@ def _radius_trials_py(x, dirs, S, C, rho, Jp, Rp, idx, w, use, tb, tq, stored, r
                 _footprints(ox, oy, oz, q2, dirs, Rp, bo, qx, qy)
                 _gather(bo, qx, qy, Jp[m], Rp, S, old)
             for j in range(nS):
-                ox, oy, oz, q2 = _pair(x[i], C[m], rho[m] * scales[j])
-                _footprints(ox, oy, oz, q2, dirs, Rp, bo, qx, qy)
+                ox, oy, oz, q2 = _pair(x[i], trial_c[m, j], trial_r[m, j])
+                if view_preserving:
+                    _footprints_shift(ox, oy, oz, q2, dirs, Rp, bo, qx, qy, trial_c[m, j, 0] - C[m, 0],
+                                      trial_c[m, j, 1] - C[m, 1], trial_c[m, j, 2] - C[m, 2])
+                else:
+                    _footprints(ox, oy, oz, q2, dirs, Rp, bo, qx, qy)
                 _gather(bo, qx, qy, Jp[m], Rp, S, new)
                 e = 0.0
                 for t in range(T):
@@ -845,7 +884,105 @@ def _radius_trials_py(x, dirs, S, C, rho, Jp, Rp, idx, w, use, tb, tq, stored, r
                 delta[i, k, j] = e - base
 
 
-_radius_trials, _radius_trials_serial = _twin(_radius_trials_py)
+_geometry_trials, _geometry_trials_serial = _twin(_geometry_trials_py)
+
+
+# ---------------------------------------------------------------------------
+# coherent codes: choose among precomputed options, penalising distinct
+# prototypes per decode stencil (cell)
+# ---------------------------------------------------------------------------
+
+@nb.njit(**_JIT)
+def _cell_distinct(cells, c, idx, w, skip, s_idx, s_w, seen_stamp, stamp):
+    """Distinct prototypes (weight > 0) of cell ``c``'s corners (-1: absent
+    corner), probe ``skip`` taking code (``s_idx``, ``s_w``) instead of its own. ``seen_stamp`` (M,)
+    int64 scratch, ``stamp`` a value not yet used in it."""
+    n = 0
+    for a in range(cells.shape[1]):
+        p = cells[c, a]
+        if p < 0:
+            continue
+        if p == skip:
+            for k in range(s_idx.shape[0]):
+                if s_w[k] > 0 and seen_stamp[s_idx[k]] != stamp:
+                    seen_stamp[s_idx[k]] = stamp
+                    n += 1
+        else:
+            for k in range(idx.shape[1]):
+                if w[p, k] > 0 and seen_stamp[idx[p, k]] != stamp:
+                    seen_stamp[idx[p, k]] = stamp
+                    n += 1
+    return n
+
+
+@nb.njit(**_JIT)
+def _stencil_distinct(cells, idx, w, M, out):
+    seen = np.full(M, -1, np.int64)
+    e_i = np.zeros(1, idx.dtype)
+    e_w = np.zeros(1, w.dtype)
+    for c in range(cells.shape[0]):
+        out[c] = _cell_distinct(cells, c, idx, w, -1, e_i, e_w, seen, c)
+
+
+def stencil_distinct(cells, idx, w, M):
+    """(C,) int64 distinct prototypes (weight > 0) of every stencil's corners."""
+    out = np.zeros(cells.shape[0], np.int64)
+    if cells.shape[0]:
+        _stencil_distinct(np.ascontiguousarray(cells, np.int64), idx, w, int(M), out)
+    return out
+
+
+@nb.njit(**_JIT)
+def coherent_select(cells, cell_start, cell_list, opt_idx, opt_w, opt_err, lam, idx, w, err, n_sweeps, M):
+    """Gauss-Seidel choice of every probe's code among its options,
+    minimising ``sum_i err_i + lam * sum_c distinct(c)`` (distinct
+    prototypes of cell ``c``'s corners, :func:`_cell_distinct`).
+
+    ``cells`` (C, k) int64 probe ids of every decode stencil; probe ``i``'s
+    cells are ``cell_list[cell_start[i]:cell_start[i + 1]]``. Options
+    ``opt_idx``/``opt_w`` (P, n_opt, N), their errors ``opt_err`` (P, n_opt)
+    (inf: no option). ``idx``, ``w``, ``err`` hold the current codes and are
+    updated in place; a probe moves only when the objective strictly drops,
+    so it never rises. Probes are visited in order, ``n_sweeps`` times.
+    Returns the number of moves."""
+    P = idx.shape[0]
+    n_opt = opt_idx.shape[1]
+    seen = np.full(M, -1, np.int64)
+    stamp = 0
+    moves = 0
+    cur_i = np.empty(idx.shape[1], idx.dtype)
+    cur_w = np.empty(idx.shape[1], w.dtype)
+    for sweep in range(n_sweeps):
+        for i in range(P):
+            a0, a1 = cell_start[i], cell_start[i + 1]
+            for k in range(idx.shape[1]):
+                cur_i[k] = idx[i, k]
+                cur_w[k] = w[i, k]
+            base = 0.0
+            for q in range(a0, a1):
+                stamp += 1
+                base += _cell_distinct(cells, cell_list[q], idx, w, i, cur_i, cur_w, seen, stamp)
+            best = err[i] + lam * base
+            pick = -1
+            for o in range(n_opt):
+                e = opt_err[i, o]
+                if not e < np.inf:
+                    continue
+                tot = 0.0
+                for q in range(a0, a1):
+                    stamp += 1
+                    tot += _cell_distinct(cells, cell_list[q], idx, w, i, opt_idx[i, o], opt_w[i, o], seen, stamp)
+                f = e + lam * tot
+                if f < best:
+                    best = f
+                    pick = o
+            if pick >= 0:
+                for k in range(idx.shape[1]):
+                    idx[i, k] = opt_idx[i, pick, k]
+                    w[i, k] = opt_w[i, pick, k]
+                err[i] = opt_err[i, pick]
+                moves += 1
+    return moves
 
 
 # ---------------------------------------------------------------------------
@@ -897,7 +1034,7 @@ class Kernels:
     ``Kernels(False)`` their serial twins (same names, same results)."""
 
     NAMES = ("render", "weighted_sqerr", "pad", "build_taps", "render_fit", "adjoint_fit", "code",
-             "radius_trials", "similarity")
+             "geometry_trials", "similarity")
 
     def __init__(self, parallel: bool):
         g = globals()

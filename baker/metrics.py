@@ -115,3 +115,46 @@ def evaluate(ref: np.ndarray, test: np.ndarray) -> dict:
     acc = QualityAccumulator()
     acc.update(ref, test)
     return acc.result()
+
+
+def cell_corner_ids(shape) -> np.ndarray:
+    """Flat grid-order ids of the 8 corners of every lattice cell of a dense
+    ``shape`` = (nx, ny, nz) grid: (C, 8) int64 (an axis with one point has
+    one layer of cells whose two corners on that axis coincide)."""
+    s = np.asarray(shape, np.int64).reshape(3)
+    if (s < 1).any():
+        raise ValueError(f"grid shape {tuple(s)}: every axis needs a point")
+    lo = [np.arange(max(n - 1, 1)) for n in s]
+    i0 = np.stack(np.meshgrid(*lo, indexing="ij"), -1).reshape(-1, 3)
+    off = np.array([[a, b, c] for a in (0, 1) for b in (0, 1) for c in (0, 1)], np.int64)
+    ijk = np.minimum(i0[:, None, :] + off[None], s - 1)
+    return (ijk[..., 0] * s[1] + ijk[..., 1]) * s[2] + ijk[..., 2]
+
+
+def distinct_per_cell(shape, indices, weights) -> np.ndarray:
+    """Distinct prototypes a decode between probes reads: for every cell of a
+    dense grid (:func:`cell_corner_ids`), the number of different prototype
+    indices among its 8 corners' codes (taps of weight 0 not counted): (C,)
+    int64. ``indices``/``weights`` (P, N) in grid order. Inside a cell every
+    corner has a positive trilinear weight, so this is what the decoder
+    (GLSL ``pw_code_merge``) warps and samples per position."""
+    corners = cell_corner_ids(shape)
+    if np.asarray(indices).shape[0] != int(np.prod(shape)):
+        raise ValueError(f"codes of {np.asarray(indices).shape[0]} probes for a {tuple(shape)} grid")
+    return stencil_distinct(corners, indices, weights)
+
+
+def stencil_distinct(stencils, indices, weights) -> np.ndarray:
+    """Distinct prototypes (weight > 0) among the codes of every stencil's
+    probes: ``stencils`` (C, k) int probe indices, -1 absent
+    (:meth:`probewarp.format.grid.Grid.stencils`) -> (C,) int64."""
+    idx = np.asarray(indices, np.int64)
+    w = np.asarray(weights)
+    st = np.asarray(stencils, np.int64)
+    ok = st >= 0
+    s0 = np.where(ok, st, 0)
+    e = np.where(ok[..., None] & (w[s0] > 0), idx[s0], -1).reshape(st.shape[0], -1)
+    e = np.sort(e, axis=1)
+    new = np.ones(e.shape, bool)
+    new[:, 1:] = e[:, 1:] != e[:, :-1]
+    return (new & (e >= 0)).sum(axis=1)

@@ -14,7 +14,7 @@ Nothing here prints or parses arguments: progress goes to a callback,
 Example
 -------
 >>> from probewarp.baker.pipeline import bake_probeset     # doctest: +SKIP
->>> r = bake_probeset("probes.zarr", "probes.pwa", n_prototypes=256, n_taps=4)
+>>> r = bake_probeset("probes.zarr", "probes.pwa", n_prototypes=512, n_taps=4)
 >>> r.psnr_db, r.bytes_per_probe, r.report_paths["json"]
 """
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from probewarp.baker import engines
+from probewarp.baker import config, engines
 from probewarp.baker import report as rep
 from probewarp.baker.bake import (DEFAULT_HALO, archive_meta, page_border_distance, page_report_fields,
                                   plan_pages)
@@ -159,8 +159,8 @@ def _fingerprint(positions, faces, tasks, params: dict, meta: dict, seed: int, h
             "plan_sha1": _sha1(*[np.concatenate([t.ids, [-1], t.halo]) for t in tasks])}
 
 
-def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes=256, n_taps=4,
-                prototype_res=None, page_probes=16384, seed=0, halo=DEFAULT_HALO, progress=None, score=True,
+def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes=config.DEFAULT_PROTOTYPES,
+                n_taps=config.DEFAULT_TAPS, prototype_res=None, page_probes=config.DEFAULT_PAGE_PROBES, seed=0, halo=DEFAULT_HALO, progress=None, score=True,
                 score_positions=None, score_reference=None, engine="threads", threads=None, workers=None,
                 scheduler=None, source=None, checkpoint=True, fresh=False, **codec_kw) -> BakeResult:
     """Bake, write the archive atomically, score the written file.
@@ -300,7 +300,8 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
                       parameters=params_out, bake_report=bake_report, throughput=throughput, border=border)
 
 
-def bake_probeset(source, out, *, n_prototypes=256, n_taps=4, prototype_res=None, page_probes=16384,
+def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps=config.DEFAULT_TAPS,
+                  prototype_res=None, page_probes=config.DEFAULT_PAGE_PROBES,
                   n_iter=4, domain="tonemap", warp=True, fit_radius=True, texel_format=None,
                   seed=0, halo=DEFAULT_HALO, workers=None, scheduler=None, threads=None, fresh=False,
                   checkpoint=True, sanitize=False, validate=True, progress=None, report=True,

@@ -32,9 +32,11 @@ The method, per outer iteration (each step never increases the loss):
    :data:`TAPS_MAX_BYTES` they are recomputed, with the same results), so
    ``A`` and ``A'`` are sparse gathers and a per-prototype gather over its
    users, without recomputing warps.
-2. **Geometry update**: every prototype's radius is refit by a line search
-   over a few scale factors on the probes that use it; the set of changes is
-   kept only if the total loss went down.
+2. **Geometry update**: every prototype's radius and centre are refit by a
+   line search (radius scale factors; centre moves along the axes with a
+   per-prototype adaptive step) on the probes that use it; the set of
+   changes is kept only if the total loss did not rise (else its better half,
+   else none).
 3. **Coding**: for each probe, non-negative orthogonal matching pursuit picks
    N prototypes among candidates: the spatially nearest ones, the ones whose
    content correlates best, and the prototypes of its current code. A probe
@@ -65,8 +67,7 @@ reweighted least squares (weights ``T'(v)^2`` refreshed every iteration).
 
 Notes
 -----
-Centres are not refit (only radii): moving a centre changes which probes see
-which texels and was left for later. Prototypes at ``Rp = k R`` model each
+Prototypes at ``Rp = k R`` model each
 probe texel as the mean of ``k x k`` warped sub-samples (a box filter over its
 footprint), so higher-resolution prototypes are constrained by many slightly
 shifted low-resolution views.
@@ -83,7 +84,7 @@ from probewarp.baker import config
 from probewarp.baker import kernels as K
 from probewarp.baker.kmeans import kmeans_exact
 from probewarp.baker.domain import from_domain, sub_directions, to_domain
-from probewarp.baker.cubemap import downsample_box, resample_cube, texel_weights
+from probewarp.baker.cubemap import downsample_box, resample_cube, sample_cube, texel_directions, texel_weights
 from probewarp.format.errors import InputError
 from probewarp.format import texformats
 
@@ -98,8 +99,8 @@ def _content_features(Y: np.ndarray, R: int) -> np.ndarray:
 
 
 #: Constructor parameters, in order (get_params / set_params / __repr__).
-_PARAMS = ("n_prototypes", "n_taps", "prototype_res", "domain", "warp", "fit_radius", "radius", "n_iter",
-           "n_cg", "n_near", "n_content", "texel_format", "seed", "reg", "progress", "parallel")
+_PARAMS = ("n_prototypes", "n_taps", "prototype_res", "domain", "warp", "fit_radius", "fit_centres", "radius", "n_iter",
+           "n_cg", "n_near", "n_content", "swaps", "coherence", "texel_format", "seed", "reg", "progress", "parallel")
 
 #: Probes coded per chunk by :meth:`ProbeCodec.encode` (bounds its working memory).
 ENCODE_CHUNK = 4096
@@ -112,6 +113,23 @@ TAPS_MAX_BYTES = 512 * 2 ** 20
 #: The radius line search of a prototype is scored on at most this many of its
 #: users, those of the largest weights (0: all).
 RADIUS_TRIAL_USERS = 64
+#: Radius trials of the geometry update: factors on the current radius.
+RADIUS_SCALES = (0.55, 0.75, 1.35, 1.8)
+#: Centre trials move a centre by ``centre_step_ * radius`` along each axis;
+#: the step starts at :data:`CENTRE_STEP_START` and adapts within this range.
+CENTRE_STEP_RANGE = (1.0 / 64, 0.5)
+CENTRE_STEP_START = 0.125
+#: Centre trials that move the content with the centre (so that the prototype
+#: seen from its old centre is unchanged; :meth:`ProbeCodec._moved_content`)
+#: instead of keeping it. Off: the bilinear resampling of every accepted move
+#: blurs the prototype, and the fits ended 0.14 dB (town) and 0.03 dB
+#: (interior) below the fixed-content moves (``benchmarks/bench_levers.py``
+#: setup, R = 8, M = 128).
+VIEW_PRESERVING_CENTRES = False
+#: Coherent coding: options from this many nearest cell-mates' supports
+#: (and the mates whose codes form the pool), and Gauss-Seidel sweeps.
+COHERENT_NEIGHBOURS = 6
+COHERENT_SWEEPS = 2
 
 
 #: Placeholder footprint arrays for the kernels' on-the-fly mode (never written;
@@ -167,6 +185,9 @@ class ProbeCodec:
         False fixes every radius at infinity: the no-warp dictionary.
     fit_radius : bool
         Refit radii each outer iteration (ignored without warp).
+    fit_centres : bool
+        Refit centres each outer iteration too (ignored without warp): line
+        search along the axes with an adaptive step (``centre_step_``).
     radius : float or None
         Initial radius; ``None`` -> a quarter of the probe bounding-box diagonal
         (at least four probe spacings).
@@ -227,19 +248,22 @@ class ProbeCodec:
     """
 
     def __init__(self, n_prototypes=256, n_taps=4, prototype_res=None, domain="tonemap", warp=True,
-                 fit_radius=True, radius=None, n_iter=4, n_cg=4, n_near=24, n_content=8,
-                 texel_format=None, seed=0, reg=1e-2, progress=None, parallel=True):
+                 fit_radius=True, fit_centres=True, radius=None, n_iter=4, n_cg=4, n_near=24, n_content=8,
+                 swaps=True, coherence=0.05, texel_format=None, seed=0, reg=1e-2, progress=None, parallel=True):
         self.n_prototypes = n_prototypes
         self.n_taps = n_taps
         self.prototype_res = prototype_res
         self.domain = domain
         self.warp = warp
         self.fit_radius = fit_radius
+        self.fit_centres = fit_centres
         self.radius = radius
         self.n_iter = n_iter
         self.n_cg = n_cg
         self.n_near = n_near
         self.n_content = n_content
+        self.swaps = swaps
+        self.coherence = coherence
         self.texel_format = texel_format
         self.seed = seed
         self.reg = reg
@@ -407,6 +431,98 @@ class ProbeCodec:
         self._kern().code(x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, Jp, self.Rp_, Y, wt, cand,
                           self.n_taps, True, idx, w, err)
 
+    def _stencils(self, x, cells):
+        """Decode stencils and cell-mates of the fitted probes.
+
+        ``cells`` (C, k) int probe indices blended together by the decoder
+        (a grid cell's 8 corners; None: unknown). Returns (cells (C, k)
+        int64 or an empty (0, 1) array, cell_start (P + 1,), cell_list,
+        mates (P, n) int64 nearest cell-mates first, -1 padded): mates are
+        probes sharing a cell, or the :data:`COHERENT_NEIGHBOURS` nearest
+        probes when there are no cells."""
+        P = x.shape[0]
+        n_nb = min(COHERENT_NEIGHBOURS, P - 1)
+        if cells is None or len(cells) == 0:
+            cells = np.zeros((0, 1), np.int64)
+            if n_nb < 1:
+                return cells, np.zeros(P + 1, np.int64), np.zeros(0, np.int64), np.full((P, 1), -1, np.int64)
+            _, nb = cKDTree(x).query(x, k=n_nb + 1)
+            return cells, np.zeros(P + 1, np.int64), np.zeros(0, np.int64), np.asarray(nb)[:, 1:].astype(np.int64)
+        cells = np.ascontiguousarray(np.asarray(cells, np.int64))
+        if cells.ndim != 2 or cells.size and (cells.min() < -1 or cells.max() >= P):
+            raise InputError(f"cells: expected (C, k) probe indices in 0..{P - 1} (-1: absent), "
+                             f"got shape {cells.shape}")
+        kk = cells.shape[1]
+        owner = np.repeat(cells, kk, axis=1).reshape(-1)          # (C k k,) pairs (owner, mate)
+        mate = np.tile(cells, (1, kk)).reshape(-1)
+        keep = (owner != mate) & (owner >= 0) & (mate >= 0)
+        pairs = np.unique(np.stack([owner[keep], mate[keep]], 1), axis=0)
+        d = np.sum((x[pairs[:, 0]] - x[pairs[:, 1]]) ** 2, axis=1)
+        order = np.lexsort((pairs[:, 1], d, pairs[:, 0]))
+        pairs = pairs[order]
+        start = np.searchsorted(pairs[:, 0], np.arange(P + 1))
+        width = max(1, int(np.diff(start).max(initial=0)))
+        mates = np.full((P, width), -1, np.int64)
+        rank = np.arange(pairs.shape[0]) - start[pairs[:, 0]]
+        mates[pairs[:, 0], rank] = pairs[:, 1]
+        inc = np.repeat(np.arange(cells.shape[0]), kk)
+        flat = cells.reshape(-1)
+        inc, flat = inc[flat >= 0], flat[flat >= 0]
+        o = np.argsort(flat, kind="stable")
+        cell_list = np.ascontiguousarray(inc[o])
+        cell_start = np.searchsorted(flat[o], np.arange(P + 1)).astype(np.int64)
+        # a probe listed twice in one cell would count that cell twice: harmless for the choice
+        return cells, cell_start, cell_list, mates
+
+    def _coherent_code(self, x, Y, wt, sub, idx, w, err, Jp, stencils):
+        """Joint re-selection of codes among cell-mates' prototypes (see module notes, step 4).
+
+        Options per probe: non-negative OMP over the :attr:`pool` prototypes its
+        cell-mates use most (by summed weight), and the supports of its
+        :data:`COHERENT_NEIGHBOURS` nearest cell-mates, each with its own
+        least-squares weights. :func:`.kernels.coherent_select` keeps, probe by
+        probe, the option of the lowest ``error + lam * distinct prototypes of
+        its cells`` with ``lam = coherence * mean error``; without cells (or
+        with ``coherence = 0``) it is a pure swap move on the error. The
+        objective never rises. Returns (moves, lam)."""
+        cells, cell_start, cell_list, mates = stencils
+        P, N = idx.shape
+        M = self.centres_.shape[0]
+        n_nb = min(COHERENT_NEIGHBOURS, mates.shape[1])
+        opts_i, opts_w, opts_e = [], [], []
+
+        def option(cand):
+            oi = np.zeros((P, N), np.int32)
+            ow = np.zeros((P, N), np.float32)
+            oe = np.full(P, np.inf)
+            self._code(x, Y, wt, _unique_rows(cand), sub, oi, ow, oe, Jp=Jp)
+            oe[(cand < 0).all(axis=1)] = np.inf
+            opts_i.append(oi), opts_w.append(ow), opts_e.append(oe)
+
+        # the pool: prototypes the cell-mates (and the probe) weigh most
+        n_pool = min(max(N + 1, 2 * N), M)
+        valid = mates >= 0
+        src = np.where(valid, mates, 0)
+        pid = np.repeat(np.arange(P), mates.shape[1] * N).reshape(P, -1)
+        pi = np.concatenate([idx[src].reshape(P, -1), idx], axis=1).astype(np.int64)
+        pw = np.concatenate([np.where(valid[..., None], w[src], 0).reshape(P, -1), w], axis=1)
+        pid = np.concatenate([pid, np.repeat(np.arange(P)[:, None], N, axis=1)], axis=1)
+        score = np.zeros((P, M), np.float64)
+        np.add.at(score, (pid.reshape(-1), pi.reshape(-1)), pw.reshape(-1))
+        top = np.argsort(-score, axis=1, kind="stable")[:, :n_pool]
+        top = np.where(np.take_along_axis(score, top, axis=1) > 0, top, -1)
+        option(top)
+        for j in range(n_nb):
+            m = mates[:, j]
+            option(np.where((m >= 0)[:, None] & (w[np.maximum(m, 0)] > 0), idx[np.maximum(m, 0)], -1))
+        opt_i = np.ascontiguousarray(np.stack(opts_i, 1))
+        opt_w = np.ascontiguousarray(np.stack(opts_w, 1))
+        opt_e = np.ascontiguousarray(np.stack(opts_e, 1))
+        lam = float(self.coherence) * float(err.mean()) if cells.shape[0] else 0.0
+        moves = K.coherent_select(cells, cell_start, cell_list, opt_i, opt_w, opt_e, lam, idx, w, err,
+                                  COHERENT_SWEEPS, M)
+        return int(moves), lam
+
     def _update_prototypes(self, x, Y, wt, idx, w, sub, taps, n_cg=None):
         """Joint preconditioned CG on the normal equations, warm-started (never raises the loss)."""
         n_cg = self.n_cg if n_cg is None else n_cg
@@ -448,24 +564,103 @@ class ProbeCodec:
             rz = rz_new
         self.J_ = np.ascontiguousarray(J.astype(np.float32))
 
-    def _update_radii(self, x, Y, wt, idx, w, sub, Yhat, taps, Jp):
-        """Line search of every radius over a few scale factors; kept only if the loss drops."""
-        scales = np.array([0.55, 0.75, 1.35, 1.8])
+    def _geometry_trials(self):
+        """Every prototype's trial geometries: (trial_c (M, n, 3), trial_r (M, n)).
+
+        Radius trials scale the radius by :data:`RADIUS_SCALES` at the same
+        centre; centre trials (``fit_centres``) move the centre by its own
+        step ``centre_step_[m]`` (relative to its radius) along +-x, +-y,
+        +-z at the same radius, content moving with them (view preserving:
+        :meth:`_moved_content`)."""
+        M = self.radii_.shape[0]
+        tc, tr = [], []
+        if self.fit_radius:
+            for s in RADIUS_SCALES:
+                tc.append(self.centres_)
+                tr.append(self.radii_ * s)
+        if self.fit_centres:
+            step = (self.centre_step_ * self.radii_)[:, None]
+            for axis in range(3):
+                for sign in (-1.0, 1.0):
+                    e = np.zeros(3)
+                    e[axis] = sign
+                    tc.append(self.centres_ + step * e)
+                    tr.append(self.radii_)
+        trial_c = np.ascontiguousarray(np.stack(tc, axis=1)) if tc else np.zeros((M, 0, 3))
+        trial_r = np.ascontiguousarray(np.stack(tr, axis=1)) if tr else np.zeros((M, 0))
+        return trial_c, trial_r
+
+    def _update_geometry(self, x, Y, wt, idx, w, sub, Yhat, taps, Jp, err):
+        """Line search of every prototype's geometry (:meth:`_geometry_trials`).
+
+        Each prototype takes its best trial if it lowers the loss of its
+        heaviest users (:data:`RADIUS_TRIAL_USERS`). The changes interact, so
+        the whole update is then checked on the full loss: if it rose, only
+        the better half of the changes (by predicted gain) is tried, then
+        none. The loss never rises. Centre steps adapt: a prototype whose
+        centre moved doubles its step, one that found no better centre
+        halves it (within :data:`CENTRE_STEP_RANGE` of the radius).
+
+        Returns (err, Yhat, info) after the update."""
+        trial_c, trial_r = self._geometry_trials()
+        nT = trial_r.shape[1]
+        M = self.radii_.shape[0]
         resid = np.ascontiguousarray(Y - Yhat)
-        delta = np.empty((x.shape[0], idx.shape[1], scales.size))
+        delta = np.empty((x.shape[0], idx.shape[1], nT))
         tb, tq = _NO_TAPS if taps is None else taps
         use = _heaviest_users(idx, w, RADIUS_TRIAL_USERS)
-        self._kern().radius_trials(x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, Jp, self.Rp_, idx, w,
-                                   use, tb, tq, taps is not None, resid, wt, scales, delta)
-        M = self.radii_.shape[0]
-        tot = np.zeros((M, scales.size))
-        np.add.at(tot, idx.reshape(-1), delta.reshape(-1, scales.size))
+        self._kern().geometry_trials(x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, Jp, self.Rp_, idx, w,
+                                     use, tb, tq, taps is not None, resid, wt, trial_c, trial_r,
+                                     VIEW_PRESERVING_CENTRES, delta)
+        tot = np.zeros((M, nT))
+        np.add.at(tot, idx.reshape(-1), delta.reshape(-1, nT))
         best = np.argmin(tot, axis=1)
         gain = tot[np.arange(M), best]
-        old = self.radii_.copy()
         change = gain < 0
-        self.radii_ = np.where(change, old * scales[best], old)
-        return old, int(change.sum())
+        old_c, old_r, old_J = self.centres_.copy(), self.radii_.copy(), self.J_
+        before = float(err.sum())
+        n_radius = len(RADIUS_SCALES) if self.fit_radius else 0
+        accepted = np.zeros(M, bool)
+        for attempt in range(2):
+            if not change.any():
+                break
+            self.centres_ = np.where(change[:, None], trial_c[np.arange(M), best], old_c)
+            self.radii_ = np.where(change, trial_r[np.arange(M), best], old_r)
+            moves = np.flatnonzero(change & (best >= n_radius))
+            self.J_ = self._moved_content(old_J, old_c, moves) if moves.size else old_J
+            Jp2 = self._pad(self.J_) if moves.size else Jp
+            Yhat2 = self._render_fit(x, Jp2, idx, w, sub, None)
+            err2 = self._errors(Y, Yhat2, wt)
+            if err2.sum() <= before:
+                err, Yhat, accepted, Jp = err2, Yhat2, change, Jp2
+                break
+            self.centres_, self.radii_, self.J_ = old_c.copy(), old_r.copy(), old_J
+            if attempt == 0:          # keep the better half of the predicted gains
+                cut = np.median(gain[change])
+                change = change & (gain < cut)
+        moved = accepted & (best >= n_radius)
+        if self.fit_centres:
+            tried = gain >= 0       # no better geometry found: a finer centre step next time
+            lo, hi = CENTRE_STEP_RANGE
+            self.centre_step_ = np.clip(np.where(moved, self.centre_step_ * 2.0,
+                                                 np.where(tried, self.centre_step_ * 0.5, self.centre_step_)), lo, hi)
+        info = {"changed": int(accepted.sum()), "centres_moved": int(moved.sum()),
+                "radius_median": float(np.median(self.radii_))}
+        return err, Yhat, info, Jp
+
+    def _moved_content(self, J, old_c, moves):
+        """Prototype texels after view-preserving centre moves of prototypes
+        ``moves``: the new texel in direction ``u`` is the old content
+        sampled (seamless bilinear) in the direction of ``c' + rho' u``
+        seen from the old centre, so the prototype looks the same from
+        there. (M, 6 Rp^2, 3) float32, a new array."""
+        Rp = self.Rp_
+        u = texel_directions(Rp).reshape(-1, 3)
+        out = J.copy()
+        for m in moves:
+            d = (self.centres_[m] - old_c[m])[None, :] + self.radii_[m] * u
+            out[m] = sample_cube(J[m].reshape(6, Rp, Rp, 3), d).astype(np.float32)
+        return out
 
     def _initial_radius(self, x, Y, wt, Yfeat, sub, diag, rng):
         """One radius for every prototype to start from, chosen by coding a
@@ -494,7 +689,7 @@ class ProbeCodec:
         return float(best)
 
     # -- public API -----------------------------------------------------------
-    def fit(self, positions: np.ndarray, faces: np.ndarray) -> "ProbeCodec":
+    def fit(self, positions: np.ndarray, faces: np.ndarray, cells=None) -> "ProbeCodec":
         """Learn prototypes and codes.
 
         Parameters
@@ -502,6 +697,12 @@ class ProbeCodec:
         positions : (P, 3) float
         faces : (P, 6, R, R, 3) float16/float32 linear radiance (validated upstream:
             finite, non-negative)
+        cells : (C, k) int or None
+            The decode stencils: indices of probes the decoder blends together,
+            -1 for absent ones (a grid cell's 8 corners:
+            :meth:`probewarp.format.grid.Grid.stencils`).
+            Coherent coding (``coherence > 0``) counts distinct prototypes
+            per stencil; without cells, swap moves use nearest neighbours.
         """
         t0 = time.perf_counter()
         x, faces = self._check(positions, faces)
@@ -552,6 +753,7 @@ class ProbeCodec:
             self.radii_ = np.full(M, r0)
         else:
             self.radii_ = np.full(M, np.inf)
+        self.centre_step_ = np.full(M, CENTRE_STEP_START)
         self.history_.append({"stage": "init", "iteration": 0, "seconds": time.perf_counter() - t0})
 
         idx = np.zeros((P, self.n_taps), np.int32)
@@ -560,6 +762,7 @@ class ProbeCodec:
         cand = self._candidates(x, Yfeat)
         self._code(x, Y, wt, cand, sub, idx, w, err)
         self._report("code", 0, err.sum() / P, t0)
+        stencils = self._stencils(x, cells) if self.swaps else None
 
         for it in range(1, self.n_iter + 1):
             if self.domain == "linear":
@@ -571,23 +774,23 @@ class ProbeCodec:
             Yhat = self._render_fit(x, Jp, idx, w, sub, taps)
             err = self._errors(Y, Yhat, wt)
             self._report("prototypes", it, err.sum() / P, t0)
-            if self.warp and self.fit_radius:
-                before = err.sum()
-                old, n_changed = self._update_radii(x, Y, wt, idx, w, sub, Yhat, taps, Jp)
-                Yhat2 = self._render_fit(x, Jp, idx, w, sub, None)
-                err2 = self._errors(Y, Yhat2, wt)
-                if err2.sum() > before:      # interacting changes overshot: keep the old radii
-                    self.radii_ = old
-                    n_changed = 0
-                else:
-                    err, Yhat = err2, Yhat2
-                self._report("radii", it, err.sum() / P, t0, changed=n_changed,
-                             radius_median=float(np.median(self.radii_)))
+            if self.warp and (self.fit_radius or self.fit_centres):
+                err, Yhat, info, Jp = self._update_geometry(x, Y, wt, idx, w, sub, Yhat, taps, Jp, err)
+                self._report("geometry", it, err.sum() / P, t0, **info)
             del taps
             cand = self._candidates(x, Yfeat)
             cand = _unique_rows(np.concatenate([cand, np.where(w > 0, idx, -1)], axis=1))   # + the current code
             self._code(x, Y, wt, cand, sub, idx, w, err, Jp=Jp)
             self._report("code", it, err.sum() / P, t0)
+            if self.swaps:
+                d0 = K.stencil_distinct(stencils[0], idx, w, M)
+                e0 = float(err.sum())
+                moves, lam = self._coherent_code(x, Y, wt, sub, idx, w, err, Jp, stencils)
+                d = K.stencil_distinct(stencils[0], idx, w, M)
+                self._report("swap", it, err.sum() / P, t0, moves=moves, lam=lam,
+                             objective_before=(e0 + lam * float(d0.sum())) / P,
+                             objective=(float(err.sum()) + lam * float(d.sum())) / P,
+                             distinct_per_cell=float(d.mean()) if d.size else None)
 
         # -- quantisation-aware finish ---------------------------------------
         # weights are rounded to their 8-bit stored form first; one more joint

@@ -37,9 +37,10 @@ def _score(ref, test) -> dict:
 
 def _probewarp(positions, faces, grid, tmp, name, query=None, query_ref=None, **kw):
     """One probewarp row: :func:`probewarp.baker.pipeline.bake_arrays` into ``tmp``
-    (bake, write, score the written file at ``query`` against ``query_ref``)."""
+    with the default pages (bake, write, score the written file at ``query``
+    against ``query_ref``)."""
     r = bake_arrays(positions, faces, Path(tmp) / f"{abs(hash(name))}.pwa", grid=grid,
-                    page_probes=max(1, positions.shape[0]), score_positions=query, score_reference=query_ref,
+                    page_probes=config.DEFAULT_PAGE_PROBES, score_positions=query, score_reference=query_ref,
                     **kw)
     return {"method": name, "family": "probewarp", "bytes_per_probe": r.bytes_per_probe,
             "psnr_db": r.psnr_db, "log_rmse": r.log_rmse, "seconds": r.seconds["bake"] + r.seconds["write"],
@@ -56,7 +57,8 @@ def _baseline(est, faces, family):
             "psnr_db": s["psnr_db"], "log_rmse": s["log_rmse"], "seconds": secs}
 
 
-def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototype_res=None, n_iter=4,
+def compare(positions, faces, *, grid=None, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps=config.DEFAULT_TAPS,
+            prototype_res=None, n_iter=4,
             seed=0, pca_components=(4, 8, 16, 32, 64), heldout=True, super_resolution=True,
             progress=None) -> dict:
     """Run every method on the same probes.
@@ -118,7 +120,8 @@ def compare(positions, faces, *, grid=None, n_prototypes=256, n_taps=4, prototyp
         if heldout and grid is not None:
             train, test = grid.checkerboard()
             say("held-out: probewarp")
-            pw = _probewarp(positions[train], faces[train], None, tmp, "probewarp (baked on the other half)",
+            pw = _probewarp(positions[train], faces[train], grid.with_dense(False), tmp,
+                            "probewarp (baked on the other half)",
                             query=positions[test], query_ref=faces[test],
                             **dict(common, n_prototypes=min(n_prototypes, train.size)), prototype_res=prototype_res)
             pw["bytes_per_probe"] = None

@@ -1,13 +1,16 @@
-"""Benchmark: probewarp against every baseline on the built-in scene.
+"""Benchmark: probewarp against every baseline on one scene.
 
-Captures the built-in scene on a 32 x 8 x 32 grid at R = 16 (8,192 probes;
-cached under out/bench/), then runs ``probewarp.baselines.compare.compare`` with
-M = 256, N = 4 in one process: same probes, same metric, every method's
-bytes counted. Writes benchmarks/results/compare_builtin.json (with machine
-facts and timings) and compare_builtin.png (rate-distortion).
+Builds a scene of ``benchmarks/scenes.py`` (the built-in town by default, or
+the procedural interior) on a 32 x 4 x 32 grid at R = 16 (4,096 probes;
+cached under out/bench/), then runs ``probewarp.baselines.compare.compare``
+with the default bake (M and pages of :mod:`probewarp.baker.config`, N = 4)
+in one process: same probes, same metric, every method's bytes counted.
+Writes benchmarks/results/NAME.json (with machine facts and timings) and
+NAME.png (rate-distortion).
 
-    .venv/bin/python benchmarks/bench_bake.py            # ~15 min on 2 cores
-    .venv/bin/python benchmarks/bench_bake.py --n 16 4 16  # a quick look
+    .venv/bin/python benchmarks/bench_bake.py                        # ~10 min on 2 cores
+    .venv/bin/python benchmarks/bench_bake.py --scene interior --name compare_interior
+    .venv/bin/python benchmarks/bench_bake.py --n 16 4 16            # a quick look
 
 Run it on a quiet machine: the 'seconds' of the probewarp row is the bake
 time the README quotes.
@@ -17,35 +20,36 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 from probewarp.baselines import compare as cmp
-from probewarp.capture.builtin import builtin_probes
+from probewarp.baker import config
 from probewarp.baker.report import write_json
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from scenes import scene_probes  # noqa: E402
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", nargs=3, type=int, default=(32, 8, 32))
+    ap.add_argument("--scene", default="town", help="town (the built-in scene) or interior (benchmarks/scenes.py)")
+    ap.add_argument("--n", nargs=3, type=int, default=(32, 4, 32))
     ap.add_argument("--res", type=int, default=16)
-    ap.add_argument("--prototypes", type=int, default=256)
-    ap.add_argument("--taps", type=int, default=4)
+    ap.add_argument("--prototypes", type=int, default=config.DEFAULT_PROTOTYPES)
+    ap.add_argument("--taps", type=int, default=config.DEFAULT_TAPS)
     ap.add_argument("--iterations", type=int, default=4)
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--name", default="compare_builtin")
     args = ap.parse_args()
 
-    cache = Path("out/bench") / f"builtin_{'x'.join(map(str, args.n))}_R{args.res}.npz"
     t0 = time.perf_counter()
-    fresh = not cache.exists()
-    probes = builtin_probes(args.n, args.res, cache=cache, seed=0)
-    if fresh:
-        print(f"captured {cache} in {time.perf_counter() - t0:.1f} s", flush=True)
+    probes = scene_probes(args.scene, args.n, args.res, "out/bench")
+    print(f"{args.scene}: {probes.n_probes} probes at R = {args.res} in {time.perf_counter() - t0:.1f} s", flush=True)
     faces = probes.faces_array(np.float32)
     t0 = time.perf_counter()
     result = cmp.compare(probes.positions, faces, grid=probes.lattice,

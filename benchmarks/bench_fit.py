@@ -45,7 +45,7 @@ BASELINE_COMMIT = "640656b"
 #: The sets: name -> (grid, R).
 SETS = {"r8": ((32, 4, 32), 8), "r16": ((16, 4, 16), 16), "r8big": ((32, 8, 32), 8)}
 #: Phases of ``history_`` (the time of a stage is its end minus the previous one's).
-STAGES = ("init", "code", "prototypes", "radii", "quantised")
+STAGES = ("init", "code", "prototypes", "geometry", "quantised")
 
 
 def load_set(name):

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from probewarp.baker import config
 from probewarp.baker.config import DEFAULT_HALO, DEFAULT_TEXEL_FORMAT, FALLBACK_TEXEL_FORMAT
 from probewarp.format import errors
 from probewarp.format.errors import InputError, ProbewarpError
@@ -359,12 +360,16 @@ def build_parser() -> argparse.ArgumentParser:
              "appears (atomically) only when every page is done.")
     sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
     sp.add_argument("-o", "--output", required=True, metavar="OUT", help="archive to write (.pwa)")
-    sp.add_argument("--prototypes", type=int, default=256, metavar="M", help="prototypes per page (default 256)")
-    sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes blended per probe (default 4)")
+    sp.add_argument("--prototypes", type=int, default=config.DEFAULT_PROTOTYPES, metavar="M",
+                    help=f"prototypes per page (default {config.DEFAULT_PROTOTYPES}: about 200 bytes a probe at "
+                    f"R = 16 with the default pages)")
+    sp.add_argument("--taps", type=int, default=config.DEFAULT_TAPS, metavar="N",
+                    help=f"prototypes blended per probe (default {config.DEFAULT_TAPS})")
     sp.add_argument("--prototype-res", type=int, default=None, metavar="RP",
                     help="prototype face resolution (default R; a multiple of R if larger)")
-    sp.add_argument("--page-probes", type=int, default=16384, metavar="K",
-                    help="about K probes per page (spatial brick); one page if K >= P (default 16384)")
+    sp.add_argument("--page-probes", type=int, default=config.DEFAULT_PAGE_PROBES, metavar="K",
+                    help=f"about K probes per page (spatial brick); one page if K >= P "
+                    f"(default {config.DEFAULT_PAGE_PROBES})")
     sp.add_argument("--iterations", type=int, default=4, help="outer iterations (default 4)")
     sp.add_argument("--domain", choices=["tonemap", "linear"], default="tonemap",
                     help="blend domain (default tonemap: the metric's; the decoder inverts it)")
@@ -413,7 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
              "the other half, against blending the uncompressed neighbours). Prints a table; writes\n"
              "OUT/compare.json and the rate-distortion plot OUT/compare.png.")
     sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
-    sp.add_argument("--prototypes", type=int, default=256, metavar="M", help="prototypes (default 256)")
+    sp.add_argument("--prototypes", type=int, default=config.DEFAULT_PROTOTYPES, metavar="M",
+                    help=f"prototypes (default {config.DEFAULT_PROTOTYPES})")
     sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes per probe (default 4)")
     sp.add_argument("--prototype-res", type=int, default=None, metavar="RP", help="prototype resolution")
     sp.add_argument("--iterations", type=int, default=4, help="outer iterations of every bake (default 4)")

@@ -187,6 +187,41 @@ class Grid:
         w = np.prod(np.where(o[None] == 1, f[:, None, :], 1 - f[:, None, :]), axis=2)
         return ijk, w
 
+    def stencils(self, positions, min_corners: int = 2) -> np.ndarray:
+        """The decode stencils among a set of probes on this lattice: for every
+        lattice cell with at least ``min_corners`` of its 8 corners among
+        ``positions`` (n, 3), the indices (into ``positions``) of those
+        corners, ``-1`` where a corner is absent: (C, 8) int64, cells in
+        lattice order. The decoder blends exactly these corners between
+        probes (absent ones dropped, :meth:`corners`)."""
+        p = np.asarray(positions, np.float64).reshape(-1, 3)
+        if p.shape[0] == 0:
+            return np.zeros((0, 8), np.int64)
+        s = self.shape_array
+        ids = self.ids_of(self.cells(p))
+        order = np.argsort(ids, kind="stable")
+        sid = ids[order]
+        first = np.ones(sid.size, bool)
+        first[1:] = sid[1:] != sid[:-1]             # a duplicate lattice point: its first probe
+        sid, order = sid[first], order[first]
+        top = np.maximum(s - 2, 0)                  # lower corners of cells: 0 .. n - 2 (0 on a flat axis)
+        c = self.cells_of(sid)
+        low = np.minimum(np.maximum(c[:, None, :] - CORNER_OFFSETS[None], 0), top).reshape(-1, 3)
+        low = np.unique(self.ids_of(low))
+        i0 = self.cells_of(low)
+        ijk = np.minimum(i0[:, None, :] + CORNER_OFFSETS[None], s - 1)
+        want = self.ids_of(ijk)
+        pos = np.minimum(np.searchsorted(sid, want), sid.size - 1)
+        hit = sid[pos] == want
+        out = np.where(hit, order[pos], -1)
+        # on a flat axis both offsets name one point: count it once
+        dup = np.zeros(out.shape, bool)
+        for a in range(8):
+            for b in range(a):
+                dup[:, a] |= (out[:, a] == out[:, b]) & (out[:, a] >= 0)
+        out[dup] = -1
+        return out[(out >= 0).sum(axis=1) >= min_corners].astype(np.int64)
+
     # -- bricks (pages of dense grids) ----------------------------------------
     def brick_ids(self, brick) -> tuple[np.ndarray, np.ndarray]:
         """Flat ids and positions of a brick ``((i0, j0, k0), (ni, nj, nk))``'s points, in grid order."""
