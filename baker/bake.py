@@ -208,7 +208,7 @@ def fit_page(task: PageTask, positions_fit: np.ndarray, faces_fit: np.ndarray, p
     enc, blob = encode_page(page, meta)
     stats = {"probes": int(n_own), "halo": int(task.halo.size), "prototypes": int(used.sum()),
              "fit_seconds": fit_s, "encode_seconds": time.perf_counter() - t0 - fit_s,
-             "probe_res": int(codec.R_), "prototype_res": int(codec.Rp_)}
+             "probe_res": int(codec.R_), "prototype_res": int(codec.Rp_), "iterations": int(codec.n_iter_)}
     if keep_page:
         stats["page"] = page
     return PageOutput(task.index, enc, blob, codec.history_, stats)

@@ -34,6 +34,9 @@ DEFAULT_PROTOTYPES = 512
 DEFAULT_PAGE_PROBES = 4096
 #: Probes blended per position (N).
 DEFAULT_TAPS = 4
+#: Outer iterations of the learner, at most: a fit stops earlier when its
+#: held-out probes' loss improves by less than its ``tol`` in one iteration.
+DEFAULT_MAX_ITERATIONS = 8
 
 # --- pages ------------------------------------------------------------------
 #: Halo of a page, in probe spacings: every page is fitted with the probes of

@@ -302,8 +302,8 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
 
 def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps=config.DEFAULT_TAPS,
                   prototype_res=None, page_probes=config.DEFAULT_PAGE_PROBES,
-                  n_iter=4, domain="tonemap", warp=True, fit_radius=True, texel_format=None,
-                  seed=0, halo=DEFAULT_HALO, workers=None, scheduler=None, threads=None, fresh=False,
+                  n_iter=config.DEFAULT_MAX_ITERATIONS, domain="tonemap", warp=True, fit_radius=True,
+                  texel_format=None, coherence=None, seed=0, halo=DEFAULT_HALO, workers=None, scheduler=None, threads=None, fresh=False,
                   checkpoint=True, sanitize=False, validate=True, progress=None, report=True,
                   score=True) -> BakeResult:
     """Bake a probe set into an archive, score the written file, report.
@@ -316,8 +316,8 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
     n_prototypes : M per page; n_taps : N per probe; prototype_res : Rp
         (default R); page_probes : about K probes per page (one page if K >= P);
         halo : probe spacings of neighbours each page is fitted with
-    n_iter, domain, warp, fit_radius, texel_format, seed : the learner's
-        parameters (:class:`~probewarp.baker.prototypes.ProbeCodec`); the
+    n_iter, domain, warp, fit_radius, texel_format, coherence, seed : the learner's
+        parameters (:class:`~probewarp.baker.prototypes.ProbeCodec`; coherence None: its default); the
         bake is deterministic for a seed, whichever engine runs it
     workers : run pages on a local Dask cluster of this many processes;
         scheduler : on the Dask cluster at this address; neither: pages in
@@ -367,7 +367,7 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
                          halo=halo, progress=progress, score=score, engine=engine, threads=threads,
                          workers=workers, scheduler=scheduler, source=probes.source, checkpoint=checkpoint,
                          fresh=fresh, n_iter=n_iter, domain=domain, warp=warp, fit_radius=fit_radius,
-                         texel_format=texel_format)
+                         texel_format=texel_format, **({} if coherence is None else {"coherence": coherence}))
     result.sanitize_report = srep
     if report:
         bake_report = result.bake_report

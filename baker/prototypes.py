@@ -41,6 +41,22 @@ The method, per outer iteration (each step never increases the loss):
    N prototypes among candidates: the spatially nearest ones, the ones whose
    content correlates best, and the prototypes of its current code. A probe
    keeps its old code when the new one is not better.
+4. **Swap moves and coherent codes** (``swaps``): every probe re-selects its
+   code jointly among options taken from its *cell-mates* (the probes it is
+   blended with between probes: ``cells``, a grid's 8 corners; nearest
+   neighbours without cells): OMP over the 2N prototypes its cell-mates
+   weigh most, and each of its 6 nearest cell-mates' supports, each with
+   its own least-squares weights. Gauss-Seidel over the probes keeps the
+   option of the lowest ``error + lam * (distinct prototypes of its cells)``
+   with ``lam = coherence * mean error``: the objective never rises. With
+   ``coherence = 0`` it is a pure swap move (the loss never rises); above 0
+   neighbours share prototypes, so a decode between probes warps fewer
+   distinct ones (GLSL ``pw_code_merge`` folds repeats) and the blend
+   between probes changes less.
+
+Stopping: ``validation`` (1/16) of the probes are held out of steps 1-2 and
+only coded; the outer iterations stop when their loss improves by less than
+``tol`` (relative) in one iteration, or after ``n_iter``.
 
 Every step but the last evaluates the fitting model of :mod:`.kernels`
 (padded prototypes, bilinear fractions in 15-bit fixed point: the exact model
@@ -48,7 +64,7 @@ to within 2^-16 of a texel value); the last loss, after the finish, is the
 exact model's, the decoder's (the published metric).
 
 Finish (quantisation-aware): weights are rounded to their stored 8-bit form,
-one more joint prototype solve absorbs the rounding, then texels are
+one more joint prototype solve over every probe absorbs the rounding, then texels are
 quantised to the stored format.
 
 Determinism and threads: a fit's result depends only on its inputs and
@@ -99,8 +115,9 @@ def _content_features(Y: np.ndarray, R: int) -> np.ndarray:
 
 
 #: Constructor parameters, in order (get_params / set_params / __repr__).
-_PARAMS = ("n_prototypes", "n_taps", "prototype_res", "domain", "warp", "fit_radius", "fit_centres", "radius", "n_iter",
-           "n_cg", "n_near", "n_content", "swaps", "coherence", "texel_format", "seed", "reg", "progress", "parallel")
+_PARAMS = ("n_prototypes", "n_taps", "prototype_res", "domain", "warp", "fit_radius", "fit_centres", "radius",
+           "n_iter", "tol", "validation", "n_cg", "n_near", "n_content", "swaps", "coherence", "texel_format", "seed",
+           "reg", "progress", "parallel")
 
 #: Probes coded per chunk by :meth:`ProbeCodec.encode` (bounds its working memory).
 ENCODE_CHUNK = 4096
@@ -129,7 +146,9 @@ VIEW_PRESERVING_CENTRES = False
 #: Coherent coding: options from this many nearest cell-mates' supports
 #: (and the mates whose codes form the pool), and Gauss-Seidel sweeps.
 COHERENT_NEIGHBOURS = 6
-COHERENT_SWEEPS = 2
+COHERENT_SWEEPS = 4
+#: Fewest held-out probes worth stopping on (else ``n_iter`` iterations run).
+VALIDATION_MIN_PROBES = 16
 
 
 #: Placeholder footprint arrays for the kernels' on-the-fly mode (never written;
@@ -192,13 +211,29 @@ class ProbeCodec:
         Initial radius; ``None`` -> a quarter of the probe bounding-box diagonal
         (at least four probe spacings).
     n_iter : int
-        Outer iterations.
+        Outer iterations at most (:data:`probewarp.baker.config.DEFAULT_MAX_ITERATIONS`).
+    tol : float
+        Stop when the held-out probes' loss improved by less than this
+        fraction in one iteration.
+    validation : float
+        Fraction of probes held out of the prototype and geometry updates to
+        decide when to stop (0, or fewer than :data:`VALIDATION_MIN_PROBES`:
+        always ``n_iter`` iterations).
     n_cg : int
         Conjugate-gradient steps per prototype update (the finish takes half).
         4 is within 0.01 dB of 8 on the built-in scene at a third less time
         (``benchmarks/bench_fit.py``).
     n_near, n_content : int
         Candidates per probe: spatially nearest prototypes, plus best-correlated.
+    swaps : bool
+        Joint re-selection of codes among cell-mates' prototypes after each
+        coding pass (module notes, step 4).
+    coherence : float
+        Price of one more distinct prototype in a decode stencil, relative to
+        the mean probe loss (0: plain swap moves). The default keeps the
+        loss within about 0.2 dB of 0 and cuts the distinct prototypes a
+        decode between probes reads by about a quarter
+        (``benchmarks/bench_levers.py``).
     texel_format : str or None
         Stored prototype texel format (:mod:`.texformats`), used by the
         quantisation-aware finish; None: the measured default
@@ -226,7 +261,12 @@ class ProbeCodec:
     indices_ : (P, N) int32
     weights_ : (P, N) float32, quantised
     positions_ : (P, 3) float64
-    history_ : list of dict, one per phase: stage, iteration, loss, psnr_db, seconds
+    history_ : list of dict, one per phase: stage, iteration, loss (over the
+        probes not held out), psnr_db, seconds; ``swap`` stages add the
+        objective before and after and ``distinct_per_cell``, ``validation``
+        stages the held-out loss
+    n_iter_ : int, outer iterations run
+    centre_step_ : (M,) float64, each centre's line-search step (relative to its radius)
     R_, Rp_, k_ : int
         Probe resolution, prototype resolution, sub-samples per texel side.
 
@@ -248,8 +288,9 @@ class ProbeCodec:
     """
 
     def __init__(self, n_prototypes=256, n_taps=4, prototype_res=None, domain="tonemap", warp=True,
-                 fit_radius=True, fit_centres=True, radius=None, n_iter=4, n_cg=4, n_near=24, n_content=8,
-                 swaps=True, coherence=0.05, texel_format=None, seed=0, reg=1e-2, progress=None, parallel=True):
+                 fit_radius=True, fit_centres=True, radius=None, n_iter=config.DEFAULT_MAX_ITERATIONS, tol=2e-3,
+                 validation=1 / 16, n_cg=4, n_near=24, n_content=8, swaps=True, coherence=0.3, texel_format=None, seed=0, reg=1e-2,
+                 progress=None, parallel=True):
         self.n_prototypes = n_prototypes
         self.n_taps = n_taps
         self.prototype_res = prototype_res
@@ -259,6 +300,8 @@ class ProbeCodec:
         self.fit_centres = fit_centres
         self.radius = radius
         self.n_iter = n_iter
+        self.tol = tol
+        self.validation = validation
         self.n_cg = n_cg
         self.n_near = n_near
         self.n_content = n_content
@@ -431,6 +474,18 @@ class ProbeCodec:
         self._kern().code(x, _dirs(sub), sub.shape[1], self.centres_, self.radii_, Jp, self.Rp_, Y, wt, cand,
                           self.n_taps, True, idx, w, err)
 
+    def _validation_split(self, P, rng):
+        """(P,) bool mask of the held-out probes that decide when the outer
+        iterations stop (``validation`` of them, drawn with the fit's seed), or
+        None (fixed ``n_iter``) when ``validation`` is 0 or there would be
+        fewer than :data:`VALIDATION_MIN_PROBES`."""
+        n = int(round(float(self.validation) * P))
+        if n < VALIDATION_MIN_PROBES or n >= P:
+            return None
+        mask = np.zeros(P, bool)
+        mask[rng.choice(P, size=n, replace=False)] = True
+        return mask
+
     def _stencils(self, x, cells):
         """Decode stencils and cell-mates of the fitted probes.
 
@@ -512,6 +567,7 @@ class ProbeCodec:
         top = np.argsort(-score, axis=1, kind="stable")[:, :n_pool]
         top = np.where(np.take_along_axis(score, top, axis=1) > 0, top, -1)
         option(top)
+        option(top[:, :N])              # the N most shared: the most coherent choice
         for j in range(n_nb):
             m = mates[:, j]
             option(np.where((m >= 0)[:, None] & (w[np.maximum(m, 0)] > 0), idx[np.maximum(m, 0)], -1))
@@ -764,33 +820,61 @@ class ProbeCodec:
         self._report("code", 0, err.sum() / P, t0)
         stencils = self._stencils(x, cells) if self.swaps else None
 
+        # held-out probes decide when to stop: they are coded every iteration
+        # but take no part in the prototype and geometry updates (the finish
+        # below fits on every probe)
+        val = self._validation_split(P, rng)
+        tr = np.flatnonzero(~val) if val is not None else None
+        n_tr = P if tr is None else tr.size
+
+        def tl(e):                      # the loss reported: over the training probes
+            return float(e.sum() if tr is None else e[tr].sum()) / n_tr
+
+        prev_val = float(err[val].sum()) if val is not None else None
+        self.n_iter_ = 0
         for it in range(1, self.n_iter + 1):
+            self.n_iter_ = it
             if self.domain == "linear":
                 Yhat = self._render_fit(x, self._pad(self.J_), idx, w, sub, None)
                 wt = self._loss_weights(np.maximum(Yhat, 0) * 0.5 + Y * 0.5)
-            taps = self._taps(x, idx, w, sub)      # the geometry is fixed until the radius update
-            self._update_prototypes(x, Y, wt, idx, w, sub, taps)
+            if tr is None:
+                xt, Yt, wtt, it_, wt_ = x, Y, wt, idx, w
+            else:
+                xt, Yt, it_, wt_ = (np.ascontiguousarray(a[tr]) for a in (x, Y, idx, w))
+                wtt = wt if wt.shape[0] == 1 else np.ascontiguousarray(wt[tr])
+            taps = self._taps(xt, it_, wt_, sub)      # the geometry is fixed until the geometry update
+            self._update_prototypes(xt, Yt, wtt, it_, wt_, sub, taps)
             Jp = self._pad(self.J_)
-            Yhat = self._render_fit(x, Jp, idx, w, sub, taps)
-            err = self._errors(Y, Yhat, wt)
-            self._report("prototypes", it, err.sum() / P, t0)
+            Yhat = self._render_fit(xt, Jp, it_, wt_, sub, taps)
+            err_t = self._errors(Yt, Yhat, wtt)
+            self._report("prototypes", it, err_t.sum() / n_tr, t0)
             if self.warp and (self.fit_radius or self.fit_centres):
-                err, Yhat, info, Jp = self._update_geometry(x, Y, wt, idx, w, sub, Yhat, taps, Jp, err)
-                self._report("geometry", it, err.sum() / P, t0, **info)
+                err_t, Yhat, info, Jp = self._update_geometry(xt, Yt, wtt, it_, wt_, sub, Yhat, taps, Jp, err_t)
+                self._report("geometry", it, err_t.sum() / n_tr, t0, **info)
             del taps
+            if tr is None:
+                err = err_t
+            else:
+                err = self._errors(Y, self._render_fit(x, Jp, idx, w, sub, None), wt)
             cand = self._candidates(x, Yfeat)
             cand = _unique_rows(np.concatenate([cand, np.where(w > 0, idx, -1)], axis=1))   # + the current code
             self._code(x, Y, wt, cand, sub, idx, w, err, Jp=Jp)
-            self._report("code", it, err.sum() / P, t0)
+            self._report("code", it, tl(err), t0)
             if self.swaps:
                 d0 = K.stencil_distinct(stencils[0], idx, w, M)
                 e0 = float(err.sum())
                 moves, lam = self._coherent_code(x, Y, wt, sub, idx, w, err, Jp, stencils)
                 d = K.stencil_distinct(stencils[0], idx, w, M)
-                self._report("swap", it, err.sum() / P, t0, moves=moves, lam=lam,
+                self._report("swap", it, tl(err), t0, moves=moves, lam=lam,
                              objective_before=(e0 + lam * float(d0.sum())) / P,
                              objective=(float(err.sum()) + lam * float(d.sum())) / P,
                              distinct_per_cell=float(d.mean()) if d.size else None)
+            if val is not None:
+                v = float(err[val].sum())
+                self._report("validation", it, v / int(val.sum()), t0, probes=int(val.sum()))
+                if prev_val - v < self.tol * prev_val:
+                    break
+                prev_val = v
 
         # -- quantisation-aware finish ---------------------------------------
         # weights are rounded to their 8-bit stored form first; one more joint

@@ -58,7 +58,7 @@ def _baseline(est, faces, family):
 
 
 def compare(positions, faces, *, grid=None, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps=config.DEFAULT_TAPS,
-            prototype_res=None, n_iter=4,
+            prototype_res=None, n_iter=config.DEFAULT_MAX_ITERATIONS,
             seed=0, pca_components=(4, 8, 16, 32, 64), heldout=True, super_resolution=True,
             progress=None) -> dict:
     """Run every method on the same probes.

@@ -42,7 +42,7 @@ def main():
     ap.add_argument("--res", type=int, default=16)
     ap.add_argument("--prototypes", type=int, default=config.DEFAULT_PROTOTYPES)
     ap.add_argument("--taps", type=int, default=config.DEFAULT_TAPS)
-    ap.add_argument("--iterations", type=int, default=4)
+    ap.add_argument("--iterations", type=int, default=config.DEFAULT_MAX_ITERATIONS)
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--name", default="compare_builtin")
     args = ap.parse_args()

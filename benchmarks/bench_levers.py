@@ -9,6 +9,7 @@ by the decoder (DESIGN-NOTES §5):
 - ``distinct_per_cell``: distinct prototypes among the 8 corners' codes of a
   grid cell, averaged over cells: what decoding between probes warps and
   samples per position (GLSL ``pw_code_merge`` folds repeats);
+- ``iterations``: outer iterations run (the held-out stop ends them early);
 - ``heldout_psnr_db``: baked on one half of a checkerboard of the grid
   (as a grid with holes) and decoded at the other half, against
   ``neighbour_psnr_db``, the same corners' uncompressed probes blended.
@@ -19,7 +20,11 @@ and domain: the gap the issue asks about.
     .venv/bin/python benchmarks/bench_levers.py                 # ~15 min on 2 cores
     .venv/bin/python benchmarks/bench_levers.py --scenes town --variants before default
 
-Writes benchmarks/results/levers.json.
+    # the default point (R = 16, M = 512: about 200 bytes a probe), README "The optimiser":
+    .venv/bin/python benchmarks/bench_levers.py --res 16 --m 512 --no-heldout --name levers16 \
+        --variants before "+held-out stop" "+coherence 0.1" default "+coherence 0.5" "no warp, before" "no warp, default"
+
+Writes benchmarks/results/NAME.json (``--name``, default levers).
 """
 from __future__ import annotations
 
@@ -40,15 +45,18 @@ from scenes import SCENES, scene_probes  # noqa: E402
 
 #: (name, ProbeCodec parameters): each row adds one lever to the row before.
 VARIANTS = {
-    "before": dict(fit_centres=False, swaps=False, coherence=0.0),
-    "+centres": dict(fit_centres=True, swaps=False, coherence=0.0),
-    "+swaps": dict(fit_centres=True, swaps=True, coherence=0.0),
+    "before": dict(fit_centres=False, swaps=False, coherence=0.0, n_iter=4, validation=0),
+    "+centres": dict(fit_centres=True, swaps=False, coherence=0.0, n_iter=4, validation=0),
+    "+swaps": dict(fit_centres=True, swaps=True, coherence=0.0, n_iter=4, validation=0),
+    "+held-out stop": dict(fit_centres=True, swaps=True, coherence=0.0),
     "+coherence 0.02": dict(fit_centres=True, swaps=True, coherence=0.02),
     "+coherence 0.05": dict(fit_centres=True, swaps=True, coherence=0.05),
     "+coherence 0.1": dict(fit_centres=True, swaps=True, coherence=0.1),
     "+coherence 0.2": dict(fit_centres=True, swaps=True, coherence=0.2),
+    "+coherence 0.3": dict(fit_centres=True, swaps=True, coherence=0.3),
+    "+coherence 0.5": dict(fit_centres=True, swaps=True, coherence=0.5),
     "default": dict(),
-    "no warp, before": dict(warp=False, swaps=False, coherence=0.0),
+    "no warp, before": dict(warp=False, swaps=False, coherence=0.0, n_iter=4, validation=0),
     "no warp, default": dict(warp=False),
     "no warp, +coherence 0.2": dict(warp=False, coherence=0.2),
 }
@@ -75,6 +83,7 @@ def one(probes, kw, M, taps, tmp, heldout=True):
         w[pg.probe_ids] = pg.weights
     st = grid.stencils(x)
     row = {"psnr_db": r.psnr_db, "bytes_per_probe": r.bytes_per_probe, "seconds": secs,
+           "iterations": [int(p.get("iterations", 0)) for p in r.bake_report["page_stats"]],
            "distinct_per_cell": float(stencil_distinct(st, idx, w).mean())}
     if heldout:
         train, test = grid.checkerboard()
@@ -97,6 +106,7 @@ def main():
     ap.add_argument("--m", type=int, default=128, help="prototypes")
     ap.add_argument("--taps", type=int, default=4)
     ap.add_argument("--no-heldout", action="store_true")
+    ap.add_argument("--name", default="levers", help="results NAME.json")
     ap.add_argument("--work", default="out/bench_rd")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
@@ -117,11 +127,11 @@ def main():
                             cwd=HERE).stdout.strip()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "levers.json", {
+    write_json(out / f"{args.name}.json", {
         "benchmark": "levers", "commit": commit,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "work")}, "rows": rows})
-    print(f"wrote {out / 'levers.json'}")
+        "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "work", "name")}, "rows": rows})
+    print(f"wrote {out / (args.name + '.json')}")
 
 
 if __name__ == "__main__":

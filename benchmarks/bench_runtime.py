@@ -31,6 +31,7 @@ Writes benchmarks/results/runtime.json and runtime.png. Run::
 
     .venv/bin/python benchmarks/bench_runtime.py            # ~1 min on 2 cores (first run: + 25 s capture and bake)
     .venv/bin/python benchmarks/bench_runtime.py --replot   # plot from the JSON
+    .venv/bin/python benchmarks/bench_runtime.py --learner before   # the optimiser before coherent codes
 
 llvmpipe runs compute and fragment shaders on every core: timings move with
 whatever else runs on the machine (the JSON records the load average).
@@ -55,6 +56,9 @@ ROOT = HERE.parent
 RESULTS = HERE / "results"
 CACHE = ROOT / "out" / "bench"
 TARGET_RATIO = 0.5          # the issue: our per-texel cost at most half of SH order 6's
+#: ``--learner``: the optimiser before the optimiser issue (no swap moves, no
+#: coherent codes, radii only, fixed iterations) and the default one.
+LEARNERS = {"before": dict(fit_centres=False, swaps=False, coherence=0.0, validation=0.0), "default": {}}
 
 
 # ---------------------------------------------------------------------------
@@ -65,7 +69,7 @@ def probes_and_archive(args, log):
     """Captured probes of the builtin scene and their bake (cached)."""
     tag = f"builtin_{'x'.join(map(str, args.n))}_R{args.res}"
     probes_path = CACHE / f"{tag}.npz"
-    archive = CACHE / f"{tag}_M{args.prototypes}_N{args.taps}_it{args.iterations}_s{args.seed}.pwa"
+    archive = CACHE / f"{tag}_M{args.prototypes}_N{args.taps}_it{args.iterations}_s{args.seed}_{args.learner}.pwa"
     info = {"probes": str(probes_path.relative_to(ROOT)), "archive": str(archive.relative_to(ROOT))}
     CACHE.mkdir(parents=True, exist_ok=True)
     from probewarp.capture.builtin import builtin_probes
@@ -79,7 +83,8 @@ def probes_and_archive(args, log):
         from probewarp.baker.pipeline import bake_probeset
         r = bake_probeset(probes, archive, n_prototypes=args.prototypes, n_taps=args.taps,
                           page_probes=max(probes.n_probes, 1), seed=args.seed, n_iter=args.iterations,
-                          domain="tonemap", texel_format="rgba16f", validate=False, report=False, score=False)
+                          domain="tonemap", texel_format="rgba16f", validate=False, report=False, score=False,
+                          **LEARNERS[args.learner])
         info["bake_s"] = r.seconds["bake"]
         log(f"baked {archive} ({r.n_pages} page) in {info['bake_s']:.1f} s")
     info["archive_bytes"] = archive.stat().st_size
@@ -446,12 +451,16 @@ def main(argv=None):
     ap.add_argument("--frames", type=int, default=300)
     ap.add_argument("--view", nargs=2, type=int, default=(320, 180))
     ap.add_argument("--fov", type=float, default=60.0)
+    ap.add_argument("--learner", choices=sorted(LEARNERS), default="default",
+                    help="the bake's optimiser: 'before' the optimiser issue or the default (results NAME "
+                    "runtime_before.json / runtime.json)")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--replot", action="store_true", help="only redraw the plot from the JSON")
     args = ap.parse_args(argv)
     if args.replot:
         import json
-        plot(json.loads((args.out / "runtime.json").read_text()), args.out / "runtime.png")
+        name = "runtime" if args.learner == "default" else f"runtime_{args.learner}"
+        plot(json.loads((args.out / f"{name}.json").read_text()), args.out / f"{name}.png")
         return 0
 
     from probewarp.baker.report import write_json
@@ -502,9 +511,10 @@ def main(argv=None):
         "machine": machine, "decode": decode, "flythrough": fly,
         "wall_s": time.perf_counter() - t_all}
     args.out.mkdir(parents=True, exist_ok=True)
-    write_json(args.out / "runtime.json", result)
-    plot(result, args.out / "runtime.png")
-    log(f"wrote {args.out / 'runtime.json'} and {args.out / 'runtime.png'}")
+    name = "runtime" if args.learner == "default" else f"runtime_{args.learner}"
+    write_json(args.out / f"{name}.json", result)
+    plot(result, args.out / f"{name}.png")
+    log(f"wrote {args.out / (name + '.json')} and {args.out / (name + '.png')}")
     return 0
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from probewarp.baker import kernels as K
 from probewarp.baker.domain import sub_directions
-from probewarp.baker.metrics import cell_corner_ids, distinct_per_cell, evaluate, stencil_distinct
+from probewarp.baker.metrics import cell_corner_ids, distinct_per_cell, stencil_distinct
 from probewarp.baker.prototypes import ProbeCodec, _NO_TAPS, _dirs
 from probewarp.baker.cubemap import texel_weights
 from probewarp.format.grid import Grid
@@ -272,3 +272,22 @@ def test_swaps_without_cells_use_neighbours():
     b = ProbeCodec(swaps=False, **common).fit(g, faces)
     assert any(h["stage"] == "swap" and h["moves"] > 0 for h in a.history_)
     assert not any(h["stage"] == "swap" for h in b.history_)
+
+
+# --- stopping on held-out probes ----------------------------------------------------
+
+def test_held_out_probes_stop_the_iterations():
+    g, faces = _field(R=4, n=5)
+    common = dict(n_prototypes=10, n_taps=2, n_iter=5, seed=0, texel_format="rgba16f", validation=0.25)
+    eager = ProbeCodec(tol=1.0, **common).fit(g, faces)       # no iteration improves by 100 %
+    assert eager.n_iter_ == 1
+    vals = [h for h in eager.history_ if h["stage"] == "validation"]
+    assert len(vals) == 1 and vals[0]["probes"] == round(0.25 * 125)
+    patient = ProbeCodec(tol=-np.inf, **common).fit(g, faces)  # never stops early
+    assert patient.n_iter_ == 5
+    v = [h["loss"] for h in patient.history_ if h["stage"] == "validation"]
+    assert v[-1] < v[0]                                         # held-out probes gain from training
+    # held-out probes are coded and decoded like every other (codes for all probes)
+    assert (patient.weights_.sum(axis=1) > 0).all()
+    none = ProbeCodec(**dict(common, validation=0.0)).fit(g, faces)
+    assert none.n_iter_ == 5 and not any(h["stage"] == "validation" for h in none.history_)
