@@ -28,8 +28,9 @@ def default_texel_format(prototype_res: int) -> str:
 
 #: Prototypes per page (M) and probes per page of a default bake: about 200
 #: bytes a probe at R = 16 with BC6H texels (the rate the optimiser issue
-#: asked for; ``benchmarks/bench_levers.py --res 16 --m 512`` -> town 201,
-#: interior 206 B/probe, warp +1.05 / +2.62 dB over the no-warp dictionary).
+#: asked for; ``benchmarks/bench_bake.py`` -> town 199, interior 205
+#: B/probe, warp +1.29 / +2.60 dB over the no-warp dictionary; larger M paid
+#: more than Rp = 2R or per-texel depth at these bytes: README "The optimiser").
 DEFAULT_PROTOTYPES = 512
 DEFAULT_PAGE_PROBES = 4096
 #: Probes blended per position (N).

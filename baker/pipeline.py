@@ -305,7 +305,7 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
                   n_iter=config.DEFAULT_MAX_ITERATIONS, domain="tonemap", warp=True, fit_radius=True,
                   texel_format=None, coherence=None, seed=0, halo=DEFAULT_HALO, workers=None, scheduler=None, threads=None, fresh=False,
                   checkpoint=True, sanitize=False, validate=True, progress=None, report=True,
-                  score=True) -> BakeResult:
+                  score=True, **codec_kw) -> BakeResult:
     """Bake a probe set into an archive, score the written file, report.
 
     Parameters
@@ -318,7 +318,8 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
         halo : probe spacings of neighbours each page is fitted with
     n_iter, domain, warp, fit_radius, texel_format, coherence, seed : the learner's
         parameters (:class:`~probewarp.baker.prototypes.ProbeCodec`; coherence None: its default); the
-        bake is deterministic for a seed, whichever engine runs it
+        bake is deterministic for a seed, whichever engine runs it; ``**codec_kw``: any
+        other ProbeCodec parameter
     workers : run pages on a local Dask cluster of this many processes;
         scheduler : on the Dask cluster at this address; neither: pages in
         ``threads`` threads of this process (default: all cores)
@@ -367,7 +368,8 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
                          halo=halo, progress=progress, score=score, engine=engine, threads=threads,
                          workers=workers, scheduler=scheduler, source=probes.source, checkpoint=checkpoint,
                          fresh=fresh, n_iter=n_iter, domain=domain, warp=warp, fit_radius=fit_radius,
-                         texel_format=texel_format, **({} if coherence is None else {"coherence": coherence}))
+                         texel_format=texel_format, **({} if coherence is None else {"coherence": coherence}),
+                         **codec_kw)
     result.sanitize_report = srep
     if report:
         bake_report = result.bake_report
