@@ -916,23 +916,6 @@ def _cell_distinct(cells, c, idx, w, skip, s_idx, s_w, seen_stamp, stamp):
 
 
 @nb.njit(**_JIT)
-def _stencil_distinct(cells, idx, w, M, out):
-    seen = np.full(M, -1, np.int64)
-    e_i = np.zeros(1, idx.dtype)
-    e_w = np.zeros(1, w.dtype)
-    for c in range(cells.shape[0]):
-        out[c] = _cell_distinct(cells, c, idx, w, -1, e_i, e_w, seen, c)
-
-
-def stencil_distinct(cells, idx, w, M):
-    """(C,) int64 distinct prototypes (weight > 0) of every stencil's corners."""
-    out = np.zeros(cells.shape[0], np.int64)
-    if cells.shape[0]:
-        _stencil_distinct(np.ascontiguousarray(cells, np.int64), idx, w, int(M), out)
-    return out
-
-
-@nb.njit(**_JIT)
 def coherent_select(cells, cell_start, cell_list, opt_idx, opt_w, opt_err, lam, idx, w, err, n_sweeps, M):
     """Gauss-Seidel choice of every probe's code among its options,
     minimising ``sum_i err_i + lam * sum_c distinct(c)`` (distinct

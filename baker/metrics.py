@@ -153,7 +153,7 @@ def stencil_distinct(stencils, indices, weights) -> np.ndarray:
     st = np.asarray(stencils, np.int64)
     ok = st >= 0
     s0 = np.where(ok, st, 0)
-    e = np.where(ok[..., None] & (w[s0] > 0), idx[s0], -1).reshape(st.shape[0], -1)
+    e = np.where(ok[..., None] & (w[s0] > 0), idx[s0], -1).reshape(st.shape[0], st.shape[1] * idx.shape[1])
     e = np.sort(e, axis=1)
     new = np.ones(e.shape, bool)
     new[:, 1:] = e[:, 1:] != e[:, :-1]

@@ -99,6 +99,7 @@ from probewarp.format import constants
 from probewarp.baker import config
 from probewarp.baker import kernels as K
 from probewarp.baker.kmeans import kmeans_exact
+from probewarp.baker.metrics import stencil_distinct
 from probewarp.baker.domain import from_domain, sub_directions, to_domain
 from probewarp.baker.cubemap import downsample_box, resample_cube, sample_cube, texel_directions, texel_weights
 from probewarp.format.errors import InputError
@@ -861,10 +862,10 @@ class ProbeCodec:
             self._code(x, Y, wt, cand, sub, idx, w, err, Jp=Jp)
             self._report("code", it, tl(err), t0)
             if self.swaps:
-                d0 = K.stencil_distinct(stencils[0], idx, w, M)
+                d0 = stencil_distinct(stencils[0], idx, w)
                 e0 = float(err.sum())
                 moves, lam = self._coherent_code(x, Y, wt, sub, idx, w, err, Jp, stencils)
-                d = K.stencil_distinct(stencils[0], idx, w, M)
+                d = stencil_distinct(stencils[0], idx, w)
                 self._report("swap", it, tl(err), t0, moves=moves, lam=lam,
                              objective_before=(e0 + lam * float(d0.sum())) / P,
                              objective=(float(err.sum()) + lam * float(d.sum())) / P,

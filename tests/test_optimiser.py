@@ -171,7 +171,6 @@ def test_distinct_per_cell_counts_sets():
     cells = cell_corner_ids(shape)
     want = [len({int(idx[p, k]) for p in row for k in range(3) if w[p, k] > 0}) for row in cells]
     np.testing.assert_array_equal(d, want)
-    np.testing.assert_array_equal(K.stencil_distinct(cells, idx.astype(np.int32), w.astype(np.float32), 9), want)
     np.testing.assert_array_equal(stencil_distinct(cells, idx, w), want)
 
 
