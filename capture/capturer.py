@@ -105,9 +105,11 @@ def _default_context():
 @contextlib.contextmanager
 def _using(ctx: moderngl.Context, fbo):
     """Bind ``fbo``; afterwards bind again what was bound (the default
-    framebuffer if moderngl tracked none), so that no released framebuffer of
-    ours stays moderngl's notion of the bound one."""
+    framebuffer if moderngl tracked none, or one the caller has released since),
+    so that no released framebuffer of ours stays moderngl's notion of the bound one."""
     prev = ctx.fbo
+    if prev is not None and isinstance(prev.mglo, moderngl.InvalidObject):
+        prev = None
     fbo.use()
     try:
         yield

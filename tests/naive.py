@@ -305,3 +305,21 @@ def naive_neighbour_blend(train_positions, train_faces, grid_shape, lo, hi, quer
         w = 1.0 / d[near]
         out.append(np.tensordot(w / w.sum(), tf[near], axes=1))
     return np.stack(out)
+
+
+def naive_prefilter_cube(faces: np.ndarray, R_out: int, exponent: float) -> np.ndarray:
+    """Lobe-weighted mean of a cubemap (..., 6, R, R, C) around every texel
+    direction n of an R_out cube: sum L(l) max(n.l, 0)^p dw(l) / sum max(n.l, 0)^p dw(l)
+    over all input texels l (shaders/prefilter_cubemap.cs)."""
+    faces = np.asarray(faces, np.float64)
+    R = faces.shape[-2]
+    ld = naive_all_directions(R).reshape(-1, 3)
+    dw = naive_solid_angle_weights(R).reshape(-1)
+    n = naive_all_directions(int(R_out)).reshape(-1, 3)
+    L = faces.reshape(faces.shape[:-4] + (6 * R * R, faces.shape[-1]))
+    out = np.empty(faces.shape[:-4] + (n.shape[0], faces.shape[-1]))
+    for o in range(n.shape[0]):
+        c = ld @ n[o]
+        w = np.where(c > 0, np.maximum(c, 0) ** exponent, 0.0) * dw
+        out[..., o, :] = np.einsum("...lc,l->...c", L, w) / w.sum()
+    return out.reshape(faces.shape[:-4] + (6, int(R_out), int(R_out), faces.shape[-1]))
