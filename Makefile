@@ -11,7 +11,7 @@ OUT    ?= out/demo
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,capture,window]'
+	$(BIN)/python -m pip install --quiet -e '.[test,capture,window,video]'
 	touch $(STAMP)
 
 install: $(STAMP)

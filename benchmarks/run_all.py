@@ -22,6 +22,7 @@ RUNS = [
     ["bench_depth.py"],
     ["bench_runtime.py", "--learner", "before"],
     ["bench_runtime.py"],
+    ["bench_flythrough.py"],
     ["bench_hash.py"],
     ["bench_fit.py", "--repeats", "2"],
     ["bench_halo.py"],

@@ -285,26 +285,110 @@ def cmd_validate(args) -> int:
     return errors.EXIT_OK
 
 
+def _display_available() -> bool:
+    import os
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
 def cmd_demo(args) -> int:
-    """The main job on the built-in scene (:mod:`probewarp.demo.job`): capture, bake, score, compare."""
+    """Without ARCHIVE: capture the built-in scene, bake, compare, then fly through
+    it; with ARCHIVE: fly through that archive (:mod:`probewarp.demo`)."""
+    import os
     from probewarp.demo import job
+    from probewarp.demo.camera import default_path, load_path
     out = Path(args.out)
-    n = args.n
-    total = int(n[0]) * int(n[1]) * int(n[2])
-    t0 = time.perf_counter()
-    with _progress("1/3 capture the built-in scene", total) as bar:
-        probes = job.capture_step(out, n=n, res=args.res, seed=args.seed,
-                                  progress=_bar_update(bar))
-    print(f"built-in scene: {probes.n_probes} probes at R={probes.resolution} captured in "
-          f"{time.perf_counter() - t0:.1f} s -> {out / job.PROBES_NAME}")
-    kw = dict(n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations, seed=args.seed)
-    print("2/3 bake")
-    _bake(lambda progress: job.bake_step(probes, out, progress=progress, **kw), probes.n_probes)
-    if args.no_compare:
+    window = args.window or (not args.headless and _display_available() and args.screenshot is None
+                             and not args.no_fly and _has_glfw())
+    if args.window and not _display_available():
+        raise InputError("--window: no display here (DISPLAY / WAYLAND_DISPLAY unset); use --headless")
+    if args.window and not _has_glfw():
+        raise InputError("--window needs glfw: pip install 'probewarp[window]'")
+    path = load_path(args.path) if args.path else None          # bad path files fail before any work
+    if window:
+        os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+    if args.archive is None:
+        n = args.n
+        total = int(n[0]) * int(n[1]) * int(n[2])
+        t0 = time.perf_counter()
+        with _progress("1/4 capture the built-in scene", total) as bar:
+            probes = job.capture_step(out, n=n, res=args.res, seed=args.seed, progress=_bar_update(bar))
+        print(f"built-in scene: {probes.n_probes} probes at R={probes.resolution} captured in "
+              f"{time.perf_counter() - t0:.1f} s -> {out / job.PROBES_NAME}")
+        kw = dict(n_prototypes=args.prototypes, page_probes=args.page_probes, n_taps=args.taps,
+                  n_iter=args.iterations, seed=args.seed)
+        print("2/4 bake")
+        _bake(lambda progress: job.bake_step(probes, out, progress=progress, **kw), probes.n_probes)
+        if not args.no_compare:
+            _compare("3/4 compare", lambda progress: job.compare_step(probes, out, progress=progress, **kw))
+        archive = out / job.ARCHIVE_NAME
+        from probewarp.capture.scene import Scene
+        scene = Scene.builtin(seed=args.seed)
+    else:
+        archive = _existing(args.archive)
+        probes = None
+        if args.probes:
+            from probewarp.baker.probeset import ProbeSet
+            probes = ProbeSet.load(_existing(args.probes))
+        scene = _load_scene(args.scene, args.seed) if args.scene else None
+    if args.view != "decoded" and scene is None:
+        raise InputError(f"--view {args.view}: needs the ground truth, a scene to capture it from (--scene)")
+    if args.no_fly:
+        print(f"\nwrote {out}/")
         return errors.EXIT_OK
-    _compare("3/3 compare", lambda progress: job.compare_step(probes, out, progress=progress, **kw))
-    print(f"\nwrote {out}/: probes.npz, probes.pwa (+ report and plots), compare.json, compare.png")
+    if path is None:
+        from probewarp.format.archive import ArchiveReader
+        with ArchiveReader(archive) as ar:
+            grid = ar.grid
+        if grid is None:
+            raise InputError(f"{archive}: field grid: the flythrough streams grid archives; this one is scattered")
+        path = default_path(grid.lo, grid.hi, args.frames or 72)
+    elif args.frames:
+        from probewarp.demo.camera import CameraPath
+        path = CameraPath(path.positions[:args.frames], path.targets[:args.frames], path.fov_y)
+    step = "4/4 fly" if args.archive is None else "fly"
+    if window:
+        from probewarp.demo.window import run_window
+        print(f"{step}: window (WASD + mouse drag, 1-4 views, B baselines, V environment, Esc quits)")
+        r = run_window(archive, scene=scene, probes=probes, path=path, size=args.size,
+                       page_slots=args.page_slots, frames=args.frames, screenshot=args.screenshot,
+                       overlay=not args.no_overlay, view=args.view)
+        print(f"{r['frames']} frames, median {r['frame_ms_median'] or 0:.1f} ms")
+        return errors.EXIT_OK
+    from probewarp.demo.headless import run_headless
+    if args.fly_out:
+        fly = Path(args.fly_out)
+    else:
+        fly = out / job.FLY_NAME if args.archive is None else archive.with_suffix(".flythrough")
+    with _progress(f"{step}: headless, {len(path)} frames", len(path), unit="frame") as bar:
+        summary = run_headless(archive, fly, path=path, scene=scene, probes=probes, size=args.size,
+                               view=args.view, page_slots=args.page_slots, wait=not args.no_wait,
+                               video=not args.no_video, progress=_bar_update(bar))
+    print(_fly_summary(summary))
+    print(f"\nwrote {fly}/: frames/, contact_sheet.png, summary.json"
+          + (", flythrough.mp4" if summary["mp4"] else "" if args.no_video
+             else " (no MP4: pip install imageio-ffmpeg)"))
     return errors.EXIT_OK
+
+
+def _has_glfw() -> bool:
+    from importlib.util import find_spec
+    return find_spec("glfw") is not None
+
+
+def _fly_summary(s: dict) -> str:
+    lines = [f"frames {s['frames']} at {s['size'][0]}x{s['size'][1]}: median {s['frame_ms']['median']:.1f} ms, "
+             f"p99 {s['frame_ms']['p99']:.1f} ms per decoded frame"]
+    st = s["streaming"]
+    lines.append(f"pages: {st['uploaded']} uploaded, {st['evicted']} evicted, {st['frames_missing']} frames with "
+                 f"pages missing, {st['failed']} failed; {st['page_slots']} slots = "
+                 f"{st['budget_bytes'] / 2 ** 20:.2f} MiB GPU")
+    if s["psnr_probe_db"]:
+        lines.append(f"{'lighting':<16}{'PSNR probes':>12}{'PSNR objects':>14}{'popping mean':>14}{'p95':>8}")
+        for k in s["psnr_probe_db"]:
+            pop = s["popping"].get(k, {})
+            lines.append(f"{k:<16}{s['psnr_probe_db'][k]:>10.2f}dB{s['psnr_objects_db'][k]:>12.2f}dB"
+                         f"{(pop.get('mean') or 0):>14.4f}{(pop.get('p95') or 0):>8.4f}")
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------
@@ -466,15 +550,57 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--sanitize", action="store_true", help="repair a probe set instead of rejecting it")
     sp.add_argument("-o", "--output", metavar="OUT", help="where --sanitize writes the repaired copy")
 
-    sp = add("demo", cmd_demo, "run the main job on the built-in scene",
-             "Run the main job end to end on the built-in procedural scene and write everything to --out.")
-    sp.add_argument("--out", default="out/demo", help="output folder (default out/demo)")
+    sp = add("demo", cmd_demo, "the built-in job end to end, or a flythrough of an archive",
+             "Without ARCHIVE: capture the built-in procedural scene, bake it, compare it with SH, PCA\n"
+             "and its ablations, then fly through it. With ARCHIVE: fly through that archive.\n\n"
+             "The flythrough draws the scene's geometry (with --scene, or the built-in one) and three\n"
+             "spheres riding in front of the camera, lit only by the field decoded at their centres:\n"
+             "a mirror, a rough and a diffuse one. With a display it opens a window (WASD + mouse drag to\n"
+             "fly; 1 decoded, 2 ground truth, 3 error, 4 split; B baselines; V environment; O overlay;\n"
+             "P play the path; Esc quits). Without one, or with --headless, it renders a camera path\n"
+             "into OUT/flythrough/: frames/NNNN.png, contact_sheet.png (decoded | ground truth | error |\n"
+             "nearest probe | SH order 2), flythrough.mp4 (with imageio-ffmpeg) and summary.json (PSNR\n"
+             "against ground truth along the path, frame times, streaming counts, popping).\n\n"
+             "Camera path files: {\"frames\": F, \"fov_y\": 60, \"keys\": [{\"position\": [x,y,z],\n"
+             "\"target\": [x,y,z]}, ...]}, a spline through the keys. Default: a pass through the grid\n"
+             "that crosses page borders and leaves the grid once, through its top.")
+    sp.add_argument("archive", nargs="?", metavar="ARCHIVE", help="a grid archive (.pwa) to fly through "
+                    "(default: run the built-in job)")
+    sp.add_argument("--out", default="out/demo", help="output folder of the built-in job (default out/demo)")
+    sp.add_argument("--fly-out", metavar="DIR", help="headless output folder (default OUT/flythrough, or "
+                    "ARCHIVE's name with .flythrough)")
+    sp.add_argument("--scene", metavar="SCENE", help="with ARCHIVE: geometry and ground truth (builtin, "
+                    "builtin:SEED, or an OBJ/glTF file; without it neither is drawn)")
+    sp.add_argument("--probes", metavar="PROBES", help="with ARCHIVE: the uncompressed probe set, for the "
+                    "nearest-probe and SH baselines")
+    g = sp.add_mutually_exclusive_group()
+    g.add_argument("--headless", action="store_true", help="render the path to files even with a display")
+    g.add_argument("--window", action="store_true", help="open the window (fails without a display)")
+    g.add_argument("--no-fly", action="store_true", help="stop after the bake and comparison")
+    sp.add_argument("--path", metavar="PATH.json", help="camera path (default: through the grid)")
+    sp.add_argument("--frames", type=int, metavar="F", help="frames of the default path (default 72); with "
+                    "--path its first F; in the window: play them once, then close")
+    sp.add_argument("--size", nargs=2, type=int, default=(640, 360), metavar=("W", "H"),
+                    help="frame size (default 640 360)")
+    sp.add_argument("--view", choices=["decoded", "truth", "error", "split"], default="decoded",
+                    help="what the frames show (default decoded; the others need the ground truth)")
+    sp.add_argument("--page-slots", type=int, default=8, metavar="K",
+                    help="pages resident on the GPU at once (default 8, the least that always works)")
+    sp.add_argument("--no-wait", action="store_true", help="headless: do not wait for pages (what a "
+                    "real-time frame sees: missing pages fall back)")
+    sp.add_argument("--no-video", action="store_true", help="headless: no MP4")
+    sp.add_argument("--screenshot", metavar="PNG", help="window: save the last frame of --frames here")
+    sp.add_argument("--no-overlay", action="store_true", help="window: no text overlay")
     sp.add_argument("--n", nargs=3, type=int, default=(16, 4, 16), metavar=("NX", "NY", "NZ"),
-                    help="probe grid (default 16 4 16)")
-    sp.add_argument("--res", type=int, default=16, metavar="R", help="probe resolution (default 16)")
-    sp.add_argument("--prototypes", type=int, default=64, metavar="M", help="prototypes (default 64)")
+                    help="built-in job: probe grid (default 16 4 16)")
+    sp.add_argument("--res", type=int, default=16, metavar="R", help="built-in job: probe resolution (default 16)")
+    sp.add_argument("--prototypes", type=int, default=16, metavar="M",
+                    help="built-in job: prototypes per page (default 16, the default rate)")
+    sp.add_argument("--page-probes", type=int, default=128, metavar="K",
+                    help="built-in job: probes per page (default 128: 8 pages to stream)")
     sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes per probe (default 4)")
-    sp.add_argument("--iterations", type=int, default=3, help="outer iterations (default 3)")
+    sp.add_argument("--iterations", type=int, default=config.DEFAULT_MAX_ITERATIONS,
+                    help=f"outer iterations at most (default {config.DEFAULT_MAX_ITERATIONS})")
     sp.add_argument("--no-compare", action="store_true", help="skip the side-by-side comparison")
     sp.add_argument("--seed", type=int, default=0)
     return p
