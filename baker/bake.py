@@ -206,6 +206,7 @@ def fit_page(task: PageTask, positions_fit: np.ndarray, faces_fit: np.ndarray, p
                 stored=codec.prototypes_stored_[used])
     fit_s = time.perf_counter() - t0
     enc, blob = encode_page(page, meta)
+    enc.radiance_max = float(np.max(faces_fit[:n_own])) if n_own else 0.0     # -> meta radiance_max
     stats = {"probes": int(n_own), "halo": int(task.halo.size), "prototypes": int(used.sum()),
              "fit_seconds": fit_s, "encode_seconds": time.perf_counter() - t0 - fit_s,
              "probe_res": int(codec.R_), "prototype_res": int(codec.Rp_), "iterations": int(codec.n_iter_)}
@@ -244,17 +245,18 @@ def bake(positions, faces, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps=con
     params = dict(n_prototypes=n_prototypes, n_taps=n_taps, prototype_res=prototype_res, **codec_kw)
     R = int(np.shape(faces)[2])
     meta = finalize_meta(archive_meta(positions.shape[0], page_report_fields(params, R), grid), len(tasks))
-    pages, histories = [], []
+    pages, histories, rmax = [], [], 0.0
     t0 = time.perf_counter()
     for t in tasks:
         ids = t.fit_ids
         out = fit_page(t, positions[ids], read_fit_faces(faces, ids), params, meta, seed, keep_page=True)
         pages.append(out.stats.pop("page"))
         histories.append(out.history)
+        rmax = max(rmax, float(out.encoded.radiance_max))
         if progress is not None:
             progress(t.index, len(tasks), "page", out.stats)
     report = {"n_pages": len(tasks), "seconds": time.perf_counter() - t0, "pages": histories,
-              **page_report_fields(params, R)}
+              "radiance_max": rmax, **page_report_fields(params, R)}
     return pages, report
 
 
@@ -280,4 +282,6 @@ def archive_meta(n_probes: int, report: dict, grid: Grid | None = None) -> dict:
             if grid is not None else "inverse-distance-8"}
     if grid is not None:
         meta["grid"] = grid.to_meta()
+    if report.get("radiance_max") is not None:      # the brightest input texel (docs/FORMAT.md)
+        meta["radiance_max"] = float(report["radiance_max"])
     return meta

@@ -44,7 +44,7 @@ from probewarp.baker.metrics import QualityAccumulator
 from probewarp.baker.domain import from_domain, sub_directions
 from probewarp.baker.warp import warp_directions
 from probewarp.format import spatialhash
-from probewarp.format.archive import ArchiveReader, build_hash
+from probewarp.format.archive import ArchiveReader, blend_max, build_hash
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
 
@@ -78,9 +78,13 @@ def pw_warp_direction(x, d, centre, radius) -> np.ndarray:
     return warp_directions(x, centre, r, d)
 
 
-def pw_from_domain(y: np.ndarray, domain: str) -> np.ndarray:
+def pw_from_domain(y: np.ndarray, domain: str, y_max: float | None = None) -> np.ndarray:
     """Blend-domain values -> linear radiance, same shape, float32. Twin of GLSL
-    ``pw_from_domain`` in shaders/common_probewarp.glsl; :func:`.domain.from_domain`."""
+    ``pw_from_domain`` in shaders/common_probewarp.glsl; :func:`.domain.from_domain`.
+    ``y_max`` (tonemap domain): clip the blend there first
+    (:func:`probewarp.format.archive.blend_max` of the archive; GLSL: ``PW_TONEMAP_Y_MAX``)."""
+    if y_max is not None and domain == "tonemap":
+        y = np.minimum(y, np.float32(y_max))
     return from_domain(y, domain)
 
 
@@ -121,6 +125,8 @@ class Decoder:
                 table = ar.hash()
         self.meta = meta
         self.domain = meta["domain"]
+        #: blend values above this decode as it (format.archive.blend_max)
+        self.y_max = blend_max(meta)
         self.Rp = int(meta["prototype_res"])
         offs = np.cumsum([0] + [pg.centres.shape[0] for pg in pages])
         self.centres = np.ascontiguousarray(np.concatenate([pg.centres for pg in pages]))
@@ -221,7 +227,7 @@ class Decoder:
         out = np.empty((q.shape[0], d.shape[0], 3), np.float32)
         K._render(q, d, self.centres, self.radii, self.J, self.Rp,
                   np.ascontiguousarray(idx, np.int32), np.ascontiguousarray(w, np.float32), out)
-        return pw_from_domain(out, self.domain)
+        return pw_from_domain(out, self.domain, self.y_max)
 
     def pw_decode(self, q: np.ndarray, directions: np.ndarray, resident=None) -> np.ndarray:
         """Linear radiance arriving at positions ``q`` (Q, 3) from unit

@@ -60,7 +60,7 @@ from pathlib import Path
 import lz4.frame
 import numpy as np
 
-from probewarp.format import spatialhash, texformats
+from probewarp.format import constants, spatialhash, texformats
 from probewarp.format.atomic import atomic_path
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
@@ -209,6 +209,21 @@ def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
     return out
 
 
+def blend_max(meta: dict) -> float:
+    """The largest blend-domain value a decoder maps back to radiance
+    (``T^-1`` clips the blended sum here): ``T(meta['radiance_max'])``, the
+    tonemap of the brightest input texel, where the archive records it (a
+    blend of prototypes that overshoots it would decode to radiance no probe
+    had, up to ``T^-1(TONEMAP_Y_MAX)``, about 4e6), else
+    ``constants.TONEMAP_Y_MAX``. Only the tonemap domain clips."""
+    v = meta.get("radiance_max")
+    if v is None:
+        return float(constants.TONEMAP_Y_MAX)
+    v = max(float(v), 0.0)
+    t = (v / (1.0 + v)) ** (1.0 / constants.TONEMAP_GAMMA)
+    return float(min(t, constants.TONEMAP_Y_MAX))
+
+
 def finalize_meta(meta: dict, n_pages: int) -> dict:
     """The metadata as written: ``meta`` plus format_version, n_pages,
     prototype_levels and the grid's ``dense`` flag. :func:`encode_page` needs
@@ -235,11 +250,16 @@ class EncodedPage:
     hi: tuple
     brick: tuple | None = None
     keys: np.ndarray | None = None
+    #: Largest linear radiance of the page's own input probes (the bake knows
+    #: it; :func:`write_encoded` turns the pages' values into ``meta['radiance_max']``).
+    radiance_max: float | None = None
 
     def to_json(self) -> dict:
         d = {k: getattr(self, k) for k in ("size", "raw_size", "crc32", "n_probes", "n_prototypes")}
         d.update(lo=list(map(float, self.lo)), hi=list(map(float, self.hi)),
                  brick=None if self.brick is None else [list(map(int, b)) for b in self.brick])
+        if self.radiance_max is not None:
+            d["radiance_max"] = float(self.radiance_max)
         return d
 
     @classmethod
@@ -247,7 +267,8 @@ class EncodedPage:
         brick = None if d.get("brick") is None else tuple(tuple(int(v) for v in b) for b in d["brick"])
         return cls(size=int(d["size"]), raw_size=int(d["raw_size"]), crc32=int(d["crc32"]),
                    n_probes=int(d["n_probes"]), n_prototypes=int(d["n_prototypes"]),
-                   lo=tuple(d["lo"]), hi=tuple(d["hi"]), brick=brick, keys=keys)
+                   lo=tuple(d["lo"]), hi=tuple(d["hi"]), brick=brick, keys=keys,
+                   radiance_max=None if d.get("radiance_max") is None else float(d["radiance_max"]))
 
 
 def encode_page(page: Page, meta: dict) -> tuple[EncodedPage, bytes]:
@@ -296,6 +317,8 @@ def write_encoded(path, meta: dict, pages: list[EncodedPage], blob, progress=Non
     meta = dict(meta)
     if int(meta["n_pages"]) != len(pages):
         raise ValueError(f"meta says {meta['n_pages']} pages, {len(pages)} given")
+    if pages and all(pg.radiance_max is not None for pg in pages):
+        meta["radiance_max"] = float(max(pg.radiance_max for pg in pages))
     hash_blob = b""
     if meta.get("grid") is not None:
         htable, max_probe = build_hash_from_keys([pg.keys for pg in pages])
@@ -385,6 +408,10 @@ class ArchiveReader:
         if struct.unpack("<I", mm[m_end:m_end + 4])[0] != zlib.crc32(mb):
             raise InputError(f"{p}: field metadata: checksum mismatch")
         self.meta = json.loads(mb.decode())
+        rmax = self.meta.get("radiance_max") if isinstance(self.meta, dict) else None
+        if rmax is not None and (isinstance(rmax, bool) or not isinstance(rmax, (int, float))
+                                 or not np.isfinite(rmax) or rmax < 0):
+            raise InputError(f"{p}: field radiance_max: a finite radiance >= 0 is needed, got {rmax!r}")
         self.grid = Grid.from_meta(self.meta, where=f"{p}: field grid")
         t_end = table_off + n_pages * PAGE_DTYPE.itemsize
         if table_off != m_end + 4 or t_end + 4 > size:

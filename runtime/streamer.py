@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from probewarp.format import layout, spatialhash, texformats
-from probewarp.format.archive import ArchiveReader
+from probewarp.format.archive import ArchiveReader, blend_max
 from probewarp.format.errors import InputError
 from probewarp.runtime.context import GL_TEXTURE_CUBE_MAP_SEAMLESS, _gl, check_gl_error
 from probewarp.runtime.cubearray import CubemapArray
@@ -197,7 +197,7 @@ class Streamer:
     def defines(self) -> dict:
         """``#define`` values a program including common_probewarp.glsl needs."""
         return dict(layout.glsl_defines(), PW_N_TAPS=self.N, PW_DOMAIN_TONEMAP=self.meta["domain"] == "tonemap",
-                    PW_N_ARRAYS=self.n_arrays)
+                    PW_N_ARRAYS=self.n_arrays, PW_TONEMAP_Y_MAX=blend_max(self.meta))
 
     # -- which pages ------------------------------------------------------------
     def corner_pages(self, positions) -> np.ndarray:

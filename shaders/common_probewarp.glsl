@@ -46,7 +46,10 @@
 //   (no parallax: the warp returns d); no radius value is a sentinel.
 // - Tonemap-domain archives blend the stored T(v) values and map the blend
 //   back with T^-1(y) = u / (1 - u), u = clamp(y, 0, PW_TONEMAP_Y_MAX) ^
-//   PW_TONEMAP_GAMMA (format/constants.py).
+//   PW_TONEMAP_GAMMA (format/constants.py). The streamer sets
+//   PW_TONEMAP_Y_MAX per archive to T(meta radiance_max), the brightest input
+//   texel (format.archive.blend_max; docs/FORMAT.md), so no decode is
+//   brighter than any probe was.
 //
 // GPU layout: every binding point, texture unit, bit field, record and
 // shared constant below comes from pw_layout.glsl, GENERATED from

@@ -139,6 +139,9 @@ def test_decoder_matches_oracle_between_and_outside_probes(baked):
             ref += wc * naive.naive_decode_probe(p, dec.centres, dec.radii, protos, dec.codes_idx[pid],
                                                  dec.codes_w[pid], 4)
         from probewarp.baker.metrics import inverse_tonemap
+        # the blend is clipped at the tonemap of the brightest input (docs/FORMAT.md radiance_max):
+        # this field's blends overshoot it
+        ref = np.minimum(ref, naive.naive_tonemap(dec.meta["radiance_max"]))
         np.testing.assert_allclose(got[n], inverse_tonemap(ref), rtol=tol.DECODE_RADIANCE_RTOL,
                                    atol=tol.DECODE_RADIANCE_ATOL)
 

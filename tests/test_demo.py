@@ -422,3 +422,69 @@ def test_window_screenshot_equals_headless_frame(baked, tmp_path):
     c = np.asarray(Image.open(shot2)).astype(int)
     assert np.abs(c[:20, :60] - a[:20, :60]).mean() > 5, "the overlay is drawn"
     assert np.abs(c[-16:] - a[-16:]).max() <= 2, "and covers nothing below its lines"
+
+
+# ---------------------------------------------------------------------------
+# what the flythrough found: blends that overshoot the brightest input
+# ---------------------------------------------------------------------------
+
+def test_decoded_radiance_is_bounded_by_the_archives_brightest_input(gl, baked, tmp_path):
+    """A blend of prototypes can exceed the tonemap of every input texel; T^-1
+    would make it radiance no probe had (up to ~4e6, which the diffuse sphere
+    integrates into a white blow-out: found by the flythrough on the
+    interior). The bake records the brightest input (meta radiance_max) and
+    both decoders clip the blend at its tonemap. Prototypes made 30 % hotter
+    overshoot surely."""
+    import dataclasses
+    from probewarp.baker.decoder import Decoder
+    from probewarp.format import constants
+    from probewarp.format.archive import ArchiveReader, blend_max, write_archive
+    from probewarp.runtime.decode import decode_gl
+    faces = np.asarray(baked["probes"].faces, np.float32)
+    with ArchiveReader(baked["archive"]) as ar:
+        meta = dict(ar.meta)
+        pages = [ar.page(i) for i in range(ar.n_pages)]
+    assert meta["radiance_max"] == pytest.approx(float(faces.max()))
+    assert blend_max(meta) == pytest.approx(float(tonemap(np.float64(faces.max()))))
+    assert blend_max({}) == constants.TONEMAP_Y_MAX
+    hot = [dataclasses.replace(p, prototypes=p.prototypes * 1.3, stored=None) for p in pages]
+    for k in ("format_version", "n_pages", "prototype_levels", "hash"):
+        meta.pop(k, None)
+    write_archive(tmp_path / "hot.pwa", meta, hot)
+    rng = np.random.default_rng(3)
+    q = baked["lo"] + rng.random((48, 3)) * (baked["hi"] - baked["lo"])
+    dec = Decoder(tmp_path / "hot.pwa")
+    cpu = dec.decode(q)
+    assert np.isfinite(cpu).all() and cpu.max() <= meta["radiance_max"] * (1 + 1e-5)
+    dec.y_max = constants.TONEMAP_Y_MAX                    # the old rule
+    assert dec.decode(q).max() > 1000 * meta["radiance_max"]
+    glv = decode_gl(tmp_path / "hot.pwa", q, ctx=gl)
+    assert glv.max() <= meta["radiance_max"] * (1 + 1e-4)
+    np.testing.assert_allclose(tonemap(glv), tonemap(cpu), atol=PARITY_TOL * 10)
+
+
+def test_radiance_max_is_validated_on_reading(baked, tmp_path):
+    import struct
+    import zlib
+    from probewarp.format.archive import HEADER, HEADER_SIZE, ArchiveReader
+    raw = bytearray(baked["archive"].read_bytes())
+    head = HEADER.unpack(bytes(raw[:HEADER.size]))
+    meta_len = head[3]
+    meta = json.loads(bytes(raw[HEADER_SIZE:HEADER_SIZE + meta_len]))
+    tried = 0
+    for bad in (-1.0, "bright", True):
+        m = dict(meta, radiance_max=bad)
+        mb = json.dumps(m, sort_keys=True).encode()
+        if len(mb) != meta_len:
+            mb = mb.ljust(meta_len)                        # JSON allows trailing spaces
+            if len(mb) != meta_len:
+                continue
+        out = bytearray(raw)
+        out[HEADER_SIZE:HEADER_SIZE + meta_len] = mb
+        out[HEADER_SIZE + meta_len:HEADER_SIZE + meta_len + 4] = struct.pack("<I", zlib.crc32(mb))
+        f = tmp_path / "bad.pwa"
+        f.write_bytes(bytes(out))
+        with pytest.raises(InputError, match="radiance_max"):
+            ArchiveReader(f)
+        tried += 1
+    assert tried == 3
