@@ -25,6 +25,8 @@ import os
 
 import moderngl
 
+from probewarp.format.errors import RuntimeFailure
+
 #: ``GL_TEXTURE_CUBE_MAP_SEAMLESS``: filter across cube faces (GL 3.2 core).
 GL_TEXTURE_CUBE_MAP_SEAMLESS = 0x884F
 
@@ -117,6 +119,40 @@ def context_from_current(require: int = 450, ctx: moderngl.Context | None = None
         moderngl.init_context()
         ctx = moderngl.get_context()
     return _prepare(ctx, require)
+
+
+#: ``glGetGraphicsResetStatus`` answers (GL 4.5 core / KHR_robustness).
+_RESET_STATUS = {0x8253: "GL_GUILTY_CONTEXT_RESET", 0x8254: "GL_INNOCENT_CONTEXT_RESET",
+                 0x8255: "GL_UNKNOWN_CONTEXT_RESET"}
+
+
+class ContextLost(RuntimeFailure):
+    """The GL context was released, or the driver reset it (a lost device):
+    every GL object of it is gone. Make a new context and new runtime objects."""
+
+
+def _reset_status() -> int:
+    """``glGetGraphicsResetStatus()`` of the current context (0: no reset)."""
+    GL = _gl()
+    fn = getattr(GL, "glGetGraphicsResetStatus", None)
+    if fn is None or not bool(fn):
+        return 0
+    try:
+        return int(fn())
+    except Exception:        # an entry point the driver does not provide
+        return 0
+
+
+def ensure_alive(ctx: moderngl.Context, where: str) -> None:
+    """Raise :class:`ContextLost` naming ``where`` if ``ctx`` was released or
+    the driver reports a reset; otherwise return (one GL query)."""
+    if ctx is None or isinstance(getattr(ctx, "mglo", None), moderngl.InvalidObject):
+        raise ContextLost(f"{where}: the GL context was released; create a new context and new "
+                          "probewarp runtime objects on it")
+    status = _reset_status()
+    if status:
+        raise ContextLost(f"{where}: the GL context was lost ({_RESET_STATUS.get(status, hex(status))}); "
+                          "create a new context and new probewarp runtime objects on it")
 
 
 def check_gl_error(where: str, ctx: moderngl.Context | None = None) -> None:

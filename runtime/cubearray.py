@@ -376,6 +376,27 @@ class CubemapArray(Releasable):
                   ctypes.c_void_p(out.ctypes.data))
         return out
 
+    def queried_bytes(self) -> int:
+        """Bytes of all allocated levels as GL reports them (per level: the
+        compressed image size for block formats, else width x height x depth x
+        the bytes of the internal format GL says it holds)."""
+        GL = _gl()
+        T = GL.GL_TEXTURE_CUBE_MAP_ARRAY
+        per_texel = {GL.GL_RGBA16F: 8, GL.GL_RGBA32F: 16, GL.GL_RGB9_E5: 4, GL.GL_RGBA8: 4}
+        total = 0
+        with self._bound(GL):
+            for lvl in range(self._levels):
+                q = lambda pname: int(GL.glGetTexLevelParameteriv(T, lvl, pname))  # noqa: E731
+                if q(GL.GL_TEXTURE_COMPRESSED):
+                    total += q(GL.GL_TEXTURE_COMPRESSED_IMAGE_SIZE)
+                else:
+                    fmt = q(GL.GL_TEXTURE_INTERNAL_FORMAT)
+                    if fmt not in per_texel:
+                        raise RuntimeError(f"GL reports internal format {hex(fmt)} for {self!r}")
+                    total += (q(GL.GL_TEXTURE_WIDTH) * q(GL.GL_TEXTURE_HEIGHT) * q(GL.GL_TEXTURE_DEPTH)
+                              * per_texel[fmt])
+        return total
+
     def bind(self, unit: int) -> None:
         """Bind to texture unit ``unit`` (the GLSL ``layout(binding = unit)``).
 

@@ -16,7 +16,7 @@ import numpy as np
 from probewarp.format import layout
 from probewarp.format.errors import InputError
 from probewarp.runtime import shaders
-from probewarp.runtime.context import _gl, check_gl_error, create_context
+from probewarp.runtime.context import _gl, check_gl_error, create_context, ensure_alive
 from probewarp.runtime.cubearray import CubemapArray
 from probewarp.runtime.streamer import Streamer
 
@@ -64,6 +64,7 @@ class CubemapDecoder:
         """Write the decode at ``positions`` (Q, 3) into layers ``first_layer..+Q``
         of ``target`` (level 0). ``lod`` defaults to the footprint of the target's
         resolution. No read-back, no wait: the GPU work is queued."""
+        ensure_alive(self.ctx, "CubemapDecoder.decode_into")
         GL = _gl()
         q = np.asarray(positions, np.float32).reshape(-1, 3)
         Q = q.shape[0]
@@ -123,6 +124,7 @@ class CodePass:
         self.buffer = None
 
     def run(self, positions_buffer, count: int) -> None:
+        ensure_alive(self.ctx, "CodePass.run")
         need = max(count, 1) * self.record_bytes
         if self.buffer is None or self.buffer.size < need:
             if self.buffer is not None:
@@ -235,6 +237,7 @@ class FieldView:
         fov_y_deg : vertical field of view
         viewport : (width, height) in pixels
         """
+        ensure_alive(self.ctx, "FieldView.render")
         s = self.streamer
         x = np.asarray(position, np.float32).reshape(1, 3)
         self._positions = _write_positions(self.ctx, self._positions, x)

@@ -31,6 +31,7 @@ that calls :meth:`update`/:meth:`bind` (the one whose context is current).
 from __future__ import annotations
 
 import collections
+import ctypes
 import threading
 import time
 from pathlib import Path
@@ -40,7 +41,7 @@ import numpy as np
 from probewarp.format import layout, spatialhash, texformats
 from probewarp.format.archive import ArchiveReader, blend_max
 from probewarp.format.errors import InputError
-from probewarp.runtime.context import GL_TEXTURE_CUBE_MAP_SEAMLESS, _gl, check_gl_error
+from probewarp.runtime.context import GL_TEXTURE_CUBE_MAP_SEAMLESS, _gl, check_gl_error, ensure_alive
 from probewarp.runtime.cubearray import CubemapArray
 
 #: Most cube-map arrays the shader include can address (texture units).
@@ -132,6 +133,7 @@ class Streamer:
         self.levels = max(1, min(int(levels or available), available))
         self.grid = self.reader.grid
         self.hash_table, self.hash_max_probe = self.reader.hash()
+        self._check_hash(table)
         diag = np.linalg.norm(table["hi"].astype(np.float64) - table["lo"].astype(np.float64), axis=1)
         self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid.step.max())))
         self.uploads_per_frame = uploads_per_frame
@@ -170,6 +172,27 @@ class Streamer:
                                         daemon=True)
         self._thread.start()
 
+    def _check_hash(self, table):
+        """Every index the shader will follow must land inside a buffer: hash
+        records name an existing page and a probe inside it, the probe limit
+        fits the table. Checked before anything reaches the GPU."""
+        h = np.asarray(self.hash_table)
+        if h.ndim != 2 or h.shape[1] != 2 or h.shape[0] < 1 or h.shape[0] & (h.shape[0] - 1):
+            raise InputError(f"{self.path}: field hash: table of shape {h.shape} is not (power of two, 2)")
+        if not 1 <= int(self.hash_max_probe) <= h.shape[0]:
+            raise InputError(f"{self.path}: field hash: max_probe {self.hash_max_probe} outside "
+                             f"[1, {h.shape[0]}]")
+        rec = h[:, 1][h[:, 0] != spatialhash.EMPTY]
+        if rec.size:
+            page, local = spatialhash.split_record(rec)
+            bad = page >= self.n_pages
+            if not bad.any():
+                bad = local >= table["n_probes"].astype(np.int64)[page]
+            if bad.any():
+                k = int(np.flatnonzero(bad)[0])
+                raise InputError(f"{self.path}: field hash: a record names page {int(page[k])}, probe "
+                                 f"{int(local[k])}, which the page table does not hold")
+
     # -- budget ---------------------------------------------------------------
     @property
     def texture_bytes(self) -> int:
@@ -181,6 +204,18 @@ class Streamer:
             shp, dt = face(self.fmt, r)
             per_cube += 6 * int(np.prod(shp)) * dt.itemsize
         return per_cube * sum(a.layers for a in self.arrays)
+
+    def queried_gpu_bytes(self) -> int:
+        """GPU memory of everything the streamer holds, asked of GL (texture
+        levels' sizes and formats, buffer sizes), not computed from the
+        parameters: what :attr:`budget_bytes` promises, measured."""
+        GL = _gl()
+        total = sum(a.queried_bytes() for a in self.arrays)
+        for b in (self.hash_buffer, self.pages_buffer, self.codes_buffer, self.spheres_buffer):
+            v = ctypes.c_int64(0)
+            GL.glGetNamedBufferParameteri64v(b.glo, GL.GL_BUFFER_SIZE, ctypes.byref(v))
+            total += int(v.value)
+        return total
 
     @property
     def budget_bytes(self) -> int:
@@ -242,6 +277,7 @@ class Streamer:
         return self._update(need, np.asarray(need, np.int64), True, timeout)
 
     def _update(self, wanted, needed_now, wait, timeout):
+        ensure_alive(self.ctx, f"{self.path}: Streamer.update")
         self.frame += 1
         wanted = list(wanted)
         self._rank = {p: i for i, p in enumerate(wanted)}
@@ -353,6 +389,15 @@ class Streamer:
     def _load(self, page) -> _Loaded:
         try:
             f = self.reader.page_stored(page)
+            rec = self.reader.table[page]
+            n, m = int(rec["n_probes"]), int(rec["n_prototypes"])
+            idx = np.asarray(f["indices"])
+            # what the shader indexes must fit the slot (the reader checks this too)
+            if idx.shape != (n, self.N) or (idx.size and (int(idx.min()) < 0 or int(idx.max()) >= m)) \
+                    or np.asarray(f["centres"]).shape[0] != m or m > self.slot_prototypes \
+                    or n > self.page_probes:
+                raise InputError(f"page {page}: field indices: codes or prototypes do not fit the page's "
+                                 f"{n} probes and {m} prototypes")
             levels = [np.ascontiguousarray(v) for v in f["prototype_levels"][:self.levels]]
             return _Loaded(page, levels, layout.pack_codes(f["indices"], f["weights"]),
                            layout.pack_spheres(f["centres"], f["radii"]))
@@ -368,6 +413,7 @@ class Streamer:
         ``layout.UNIT_PROTOTYPES``); ``bindings``: SSBO binding points, a dict
         with keys hash, pages, codes, spheres (default ``layout.BINDINGS``).
         Programs compiled with other values need the matching defines."""
+        ensure_alive(self.ctx, f"{self.path}: Streamer.bind")
         unit = layout.UNIT_PROTOTYPES if unit is None else int(unit)
         bindings = dict(layout.BINDINGS, **(bindings or {}))
         for name, buf in (("hash", self.hash_buffer), ("pages", self.pages_buffer),
