@@ -6,7 +6,7 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed-stamp
 OUT    ?= out/demo
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench fuzz clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ test: $(STAMP)
 ## make bench: the benchmarks (JSON + plots under benchmarks/results/)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+## make fuzz: the coverage-guided fuzz campaigns of every reader (docs/RELIABILITY.md)
+fuzz: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[fuzz]'
+	$(BIN)/python fuzz/run.py --all --cases 10000
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

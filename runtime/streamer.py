@@ -113,6 +113,9 @@ class Streamer:
         self.N = int(meta["n_taps"])
         self.slot_prototypes = max(1, int(table["n_prototypes"].max(initial=1)))
         self.page_probes = max(1, int(table["n_probes"].max(initial=1)))
+        if self.page_probes > spatialhash.MAX_PAGE_PROBES:
+            raise InputError(f"{self.path}: field n_probes: a page table entry claims {self.page_probes} "
+                             f"probes, more than a page can hold ({spatialhash.MAX_PAGE_PROBES})")
         need = min(8, self.n_pages)
         self.page_slots = min(int(page_slots), self.n_pages)
         if self.page_slots < need:
@@ -152,6 +155,12 @@ class Streamer:
         # bytes of one slot's codes and spheres in their buffers
         self._codes_stride = self.page_probes * self.N * layout.CODE_DTYPE.itemsize
         self._spheres_stride = self.slot_prototypes * layout.SPHERE_DTYPE.itemsize
+        max_ssbo = int(GL.glGetIntegerv(GL.GL_MAX_SHADER_STORAGE_BLOCK_SIZE))
+        for what, size in (("codes", self.page_slots * self._codes_stride),
+                           ("spheres", self.page_slots * self._spheres_stride)):
+            if size > max_ssbo:
+                raise ValueError(f"{self.path}: {self.page_slots} slots need a {what} buffer of {size} bytes, "
+                                 f"more than this GL's {max_ssbo}: lower page_slots")
         self.codes_buffer = self.ctx.buffer(reserve=self.page_slots * self._codes_stride)
         self.spheres_buffer = self.ctx.buffer(reserve=self.page_slots * self._spheres_stride)
         self._gl_objects += [self.hash_buffer, self.pages_buffer, self.codes_buffer, self.spheres_buffer]

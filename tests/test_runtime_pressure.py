@@ -220,3 +220,20 @@ def test_a_page_whose_codes_do_not_fit_is_failed_not_uploaded(gl, field, monkeyp
         s.require(pos[:40])
         assert 0 in s.failed and "field indices" in s.failed[0] and not s.resident[0]
         assert s.resident.sum() >= 1 and s.alive
+
+
+def test_a_page_table_claiming_huge_pages_allocates_nothing(gl, field, monkeypatch):
+    """A page table entry claiming 2^31 probes must not size a GPU buffer."""
+    from probewarp.format.archive import ArchiveReader
+    from probewarp.format.errors import InputError
+    from probewarp.runtime.streamer import Streamer
+    path, _ = field
+    real_init = ArchiveReader.__init__
+
+    def crafted(self, p):
+        real_init(self, p)
+        self.table = self.table.copy()
+        self.table["n_probes"][0] = 2 ** 31
+    monkeypatch.setattr(ArchiveReader, "__init__", crafted)
+    with pytest.raises(InputError, match="field n_probes"):
+        Streamer(gl, path, page_slots=8)
