@@ -72,8 +72,11 @@ class LazyFaces:
     :meth:`subset`.
     """
 
-    def __init__(self, array, index=None, repair_fp16: bool | None = None, cache: ChunkCache | None = None):
+    def __init__(self, array, index=None, repair_fp16: bool | None = None, cache: ChunkCache | None = None,
+                 source=None):
         self.array = array
+        #: the store's path, named in errors (default: the store's root)
+        self.source = source if source is not None else getattr(array.store_path.store, "root", None)
         self.index = None if index is None else np.asarray(index, np.int64)
         self.repair_fp16 = repair_fp16
         self.cache = cache if cache is not None else ChunkCache(config.LAZY_CACHE_BYTES)
@@ -153,6 +156,19 @@ class LazyFaces:
         return out
 
     def _store_read(self, src: np.ndarray) -> np.ndarray:
+        """Probes ``src`` of the store; a damaged chunk raises ``ProbeSetError``
+        (an :class:`~probewarp.format.errors.InputError`) naming the store."""
+        try:
+            return self._store_read_raw(src)
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # zarr and its codecs raise a zoo of types for damaged chunks
+            from probewarp.baker.validation import ProbeSetError
+            lo, hi = (int(src.min()), int(src.max())) if src.size else (0, 0)
+            raise ProbeSetError(f"cannot read probes {lo}..{hi} ({type(e).__name__}: {e})",
+                                file=self.source, field="faces") from e
+
+    def _store_read_raw(self, src: np.ndarray) -> np.ndarray:
         if src.size == 0:
             return np.empty((0,) + self.shape[1:], self.dtype)
         lo, hi = int(src.min()), int(src.max())
@@ -179,8 +195,8 @@ class LazyFaces:
         """A view of probes ``idx`` (this view's numbering)."""
         idx = np.asarray(idx, np.int64).ravel() % max(len(self), 1)
         new = idx if self.index is None else self.index[idx]
-        return LazyFaces(self.array, new, self.repair_fp16, self.cache)
+        return LazyFaces(self.array, new, self.repair_fp16, self.cache, self.source)
 
     def with_repair(self, fp16: bool) -> "LazyFaces":
         """The same view, repairing values on read (see :func:`validate`)."""
-        return LazyFaces(self.array, self.index, bool(fp16), self.cache)
+        return LazyFaces(self.array, self.index, bool(fp16), self.cache, self.source)

@@ -36,8 +36,11 @@ Notes
 from __future__ import annotations
 
 import errno
+import math
+import os
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -88,32 +91,203 @@ def _format_of(path: Path) -> str:
     raise ValueError(f"{path}: unknown probe-set format (expected a .npz file or a .zarr directory)")
 
 
-def _npz_memmap(path: Path, key: str):
-    """A read-only memory map of array ``key`` of an ``.npz`` archive, or None
-    when it cannot be mapped (compressed member, Fortran order, unreadable)."""
+#: Arrays of an ``.npz`` probe set (others in the archive are ignored, never read).
+_NPZ_KEYS = ("positions", "faces", "grid_shape", "lo", "hi", "names")
+#: deflate cannot expand data by more than 1032:1; a zip member that claims
+#: more is corrupt or a decompression bomb.
+DEFLATE_MAX_RATIO = 1032
+#: What reading a zip member or its ``.npy`` header may raise on damaged bytes.
+_ZIP_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, NotImplementedError, struct.error,
+               zlib.error, SyntaxError, TypeError, OverflowError, KeyError, IndexError, RecursionError)
+
+
+@dataclass
+class _NpyMember:
+    """One checked ``.npy`` member of an ``.npz``: its zip entry and array header."""
+    info: zipfile.ZipInfo
+    shape: tuple
+    fortran: bool
+    dtype: np.dtype
+    header_len: int          # bytes of the .npy magic and header inside the member
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+
+def _npz_members(path: Path, zf: zipfile.ZipFile, file_size: int) -> dict:
+    """The probe-set members of an open ``.npz``, each checked before any of its
+    data is read: known compression, sizes consistent with the file (no
+    decompression bomb), a plain-data dtype (object arrays would need
+    unpickling: refused), and a header whose shape accounts for exactly the
+    member's bytes. Raises :class:`ProbeSetError` naming the file and the array."""
+    out = {}
+    for info in zf.infolist():
+        if not info.filename.endswith(".npy") or info.filename[:-4] not in _NPZ_KEYS:
+            continue
+        key = info.filename[:-4]
+
+        def bad(detail, key=key):
+            return ProbeSetError(detail, file=path, field=key)
+        if info.compress_type == zipfile.ZIP_STORED:
+            if info.file_size != info.compress_size:
+                raise bad(f"stored member of {info.compress_size} bytes claims {info.file_size}")
+        elif info.compress_type == zipfile.ZIP_DEFLATED:
+            if info.file_size > DEFLATE_MAX_RATIO * info.compress_size + 64:
+                raise bad(f"{info.compress_size} deflated bytes cannot hold the {info.file_size} "
+                          "bytes the member claims (a decompression bomb?)")
+        else:
+            raise bad(f"unsupported zip compression method {info.compress_type} (stored or deflated)")
+        if info.compress_size > file_size or info.header_offset > file_size:
+            raise bad(f"member of {info.compress_size} bytes at {info.header_offset} runs past the end "
+                      f"of the file ({file_size} bytes)")
+        try:
+            with zf.open(info) as f:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+                header_len = f.tell()
+        except _ZIP_ERRORS as e:
+            raise bad(f"unreadable .npy header ({type(e).__name__}: {e})") from None
+        if dtype.hasobject:
+            raise bad(f"dtype {dtype} holds Python objects: refused (reading it would unpickle)")
+        m = _NpyMember(info, tuple(int(v) for v in shape), bool(fortran), dtype, header_len)
+        if m.nbytes != info.file_size - header_len:
+            raise bad(f"header says shape {m.shape} {dtype} ({m.nbytes} bytes) but the member holds "
+                      f"{info.file_size - header_len} bytes of data")
+        out[key] = m
+    return out
+
+
+def _npz_memmap(path: Path, m: _NpyMember, file_size: int):
+    """A read-only memory map of a checked member, or None when it cannot be
+    mapped (compressed member, Fortran order, empty, unreadable local header)."""
+    info = m.info
+    if info.compress_type != zipfile.ZIP_STORED or m.fortran or len(m.shape) == 0 or m.nbytes == 0:
+        return None
     try:
-        with zipfile.ZipFile(path) as zf:
-            info = zf.getinfo(key + ".npy")
-        if info.compress_type != zipfile.ZIP_STORED:
-            return None
         with open(path, "rb") as f:
             f.seek(info.header_offset)
             local = f.read(30)
-            if local[:4] != b"PK\x03\x04":
-                return None
-            name_len, extra_len = struct.unpack("<HH", local[26:30])
-            f.seek(info.header_offset + 30 + name_len + extra_len)
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            else:
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            offset = f.tell()
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+    except OSError:
         return None
-    if fortran or dtype.hasobject or len(shape) == 0 or int(np.prod(shape)) == 0:
+    if len(local) < 30 or local[:4] != b"PK\x03\x04":
         return None
-    return np.memmap(path, dtype=dtype, mode="r", shape=tuple(shape), offset=offset)
+    name_len, extra_len = struct.unpack("<HH", local[26:30])
+    offset = info.header_offset + 30 + name_len + extra_len + m.header_len
+    if offset + m.nbytes > file_size:
+        return None
+    return np.memmap(path, dtype=m.dtype, mode="r", shape=m.shape, offset=offset)
+
+
+#: Plain numeric zarr data types a probe set's arrays may have.
+_ZARR_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
+                "float16", "float32", "float64")
+#: Codecs a probe-set store may use (what zarr writes by default, and common others).
+_ZARR_CODECS = ("bytes", "zstd", "gzip", "blosc", "crc32c", "transpose")
+#: Largest decoded chunk (four times what :meth:`ProbeSet.save` writes at most).
+ZARR_MAX_CHUNK_BYTES = 4 * config.ZARR_CHUNK_MAX_BYTES
+#: The arrays' declared (decoded) bytes may exceed the store's bytes on disk by
+#: this factor, plus ZARR_DECLARED_FLOOR: absent chunks read as the fill value,
+#: so a few bytes of metadata could otherwise declare terabytes.
+ZARR_MAX_EXPANSION = 1024
+ZARR_DECLARED_FLOOR = 64 * 2 ** 20
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+
+
+def _zstd_content_size(head: bytes):
+    """Declared content size of a zstd frame header, or None when it declares none."""
+    if len(head) < 5:
+        return None
+    fhd = head[4]
+    fcs_flag, single, dict_flag = fhd >> 6, (fhd >> 5) & 1, fhd & 3
+    pos = 5 + (0 if single else 1) + (0, 1, 2, 4)[dict_flag]
+    n = (1 if single else 0, 2, 4, 8)[fcs_flag]
+    if n == 0 or len(head) < pos + n:
+        return None
+    v = int.from_bytes(head[pos:pos + n], "little")
+    return v + 256 if n == 2 else v
+
+
+def _check_zarr_store(path: Path) -> None:
+    """Check a ``.zarr`` store before zarr reads any array data: version 3
+    metadata, plain numeric dtypes, known codecs, chunk sizes within
+    :data:`ZARR_MAX_CHUNK_BYTES`, declared sizes within what the store's
+    bytes on disk can hold, and every compressed chunk's declared decoded
+    size within its chunk (no decompression bomb). :class:`ProbeSetError`
+    names the store and the array."""
+    import json
+    if not path.is_dir():
+        raise ProbeSetError("not a zarr store (a .zarr store is a directory)", file=path)
+    disk = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                disk += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    declared = 0
+    for key in _NPZ_KEYS:
+        meta_path = path / key / "zarr.json"
+        if not meta_path.is_file():
+            continue
+
+        def bad(detail, key=key):
+            return ProbeSetError(detail, file=path, field=key)
+        try:
+            meta = json.loads(meta_path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise bad(f"zarr.json is not UTF-8 JSON ({type(e).__name__}: {e})") from None
+        if not isinstance(meta, dict) or meta.get("zarr_format") != 3 or meta.get("node_type") != "array":
+            raise bad("zarr.json does not describe a zarr version 3 array")
+        dt = meta.get("data_type")
+        if not isinstance(dt, str) or dt not in _ZARR_DTYPES:
+            raise bad(f"data_type {dt!r} is not a plain numeric type ({', '.join(_ZARR_DTYPES)})")
+        shape = meta.get("shape")
+        grid = meta.get("chunk_grid")
+        chunks = grid.get("configuration", {}).get("chunk_shape") if isinstance(grid, dict) and \
+            grid.get("name") == "regular" and isinstance(grid.get("configuration"), dict) else None
+
+        def ints(v, lo):
+            return isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) and x >= lo
+                                               for x in v)
+        if not ints(shape, 0) or len(shape) > 8:
+            raise bad(f"shape {shape!r} is not a list of at most 8 integers >= 0")
+        if not ints(chunks, 1) or len(chunks) != len(shape):
+            raise bad(f"chunk_grid: regular chunks of {len(shape)} positive integers are needed, got {chunks!r}")
+        codecs = meta.get("codecs")
+        names = [c.get("name") if isinstance(c, dict) else c for c in codecs] if isinstance(codecs, list) else None
+        if not names or any(n not in _ZARR_CODECS for n in names):
+            raise bad(f"codecs {names!r}: only {', '.join(_ZARR_CODECS)} are read")
+        item = np.dtype(dt).itemsize
+        chunk_bytes = math.prod(chunks) * item
+        if chunk_bytes > ZARR_MAX_CHUNK_BYTES:
+            raise bad(f"chunks {chunks} of {dt} are {chunk_bytes} bytes; at most {ZARR_MAX_CHUNK_BYTES}")
+        declared += math.prod(shape) * item
+        if declared > ZARR_DECLARED_FLOOR + ZARR_MAX_EXPANSION * disk:
+            raise bad(f"shape {shape} of {dt} declares {math.prod(shape) * item} bytes; the store holds "
+                      f"{disk} bytes on disk (chunks absent from a store read as its fill value)")
+        for dirpath, _, files in os.walk(path / key):
+            for f in files:
+                fp = Path(dirpath, f)
+                if fp == meta_path:
+                    continue
+                try:
+                    with open(fp, "rb") as fh:
+                        head = fh.read(32)
+                except OSError as e:
+                    raise bad(f"unreadable chunk {fp.relative_to(path)} ({e.strerror})") from None
+                if head[:4] == _ZSTD_MAGIC:
+                    n = _zstd_content_size(head)
+                    if n is None or n > chunk_bytes:
+                        raise bad(f"chunk {fp.relative_to(path)}: a zstd frame that declares "
+                                  f"{'no' if n is None else n} decoded size (chunks are {chunk_bytes} bytes)")
+                elif "blosc" in names and len(head) >= 16 and \
+                        int.from_bytes(head[4:8], "little") > chunk_bytes:
+                    raise bad(f"chunk {fp.relative_to(path)}: a blosc block that declares "
+                              f"{int.from_bytes(head[4:8], 'little')} decoded bytes (chunks are {chunk_bytes})")
 
 
 @dataclass(eq=False, repr=False)
@@ -378,56 +552,87 @@ class ProbeSet:
 
     @classmethod
     def _load_npz(cls, path: Path, mmap: bool = False) -> "ProbeSet":
-        mapped = _npz_memmap(path, "faces") if mmap else None
+        # Read with zipfile and numpy's .npy header parser, never np.load: a
+        # .npy or pickle file renamed .npz must not be read as one, and every
+        # member's declared size is checked before anything is allocated.
         try:
-            z = np.load(path, allow_pickle=False)
-        except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-            raise ProbeSetError(f"not a readable .npz archive ({e})", file=path) from e
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise ProbeSetError("not an .npz archive (a single .npy array?)", file=path)
-        with z:
+            file_size = path.stat().st_size
+            zf = zipfile.ZipFile(path)
+        except _ZIP_ERRORS as e:
+            raise ProbeSetError(f"not a readable .npz archive ({type(e).__name__}: {e})", file=path) from None
+        with zf:
+            members = _npz_members(path, zf, file_size)
+            for key in _NPZ_KEYS_REQUIRED:
+                if key not in members:
+                    names = sorted(i.filename for i in zf.infolist())
+                    raise ProbeSetError(f"missing array (the archive holds {names})", file=path, field=key)
             arrays = {}
-            for key in z.files:
-                if key not in ("positions", "faces", "grid_shape", "lo", "hi", "names"):
-                    continue
-                if key == "faces" and mapped is not None:
-                    arrays[key] = mapped
-                    continue
+            for key, m in members.items():
+                if key == "faces" and mmap:
+                    mapped = _npz_memmap(path, m, file_size)
+                    if mapped is not None:
+                        arrays[key] = mapped
+                        continue
                 try:
-                    arrays[key] = z[key]
-                except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-                    raise ProbeSetError(f"unreadable array ({e})", file=path, field=key) from e
-        for key in _NPZ_KEYS_REQUIRED:
-            if key not in arrays:
-                raise ProbeSetError(f"missing array (the archive holds {sorted(z.files)})",
-                                    file=path, field=key)
-        names = arrays["names"].tolist() if "names" in arrays else None
+                    with zf.open(m.info) as f:
+                        arrays[key] = np.lib.format.read_array(f, allow_pickle=False)
+                except _ZIP_ERRORS as e:
+                    raise ProbeSetError(f"unreadable array ({type(e).__name__}: {e})", file=path,
+                                        field=key) from None
+                a = arrays[key]
+                if a.dtype.kind == "U" and a.dtype.itemsize:
+                    code = np.ascontiguousarray(a).view(np.uint32)
+                    if a.dtype.byteorder == ">":
+                        code = code.byteswap()
+                    if ((code > 0x10FFFF) | ((code >= 0xD800) & (code <= 0xDFFF))).any():
+                        raise ProbeSetError("not valid unicode (a code point beyond U+10FFFF or a surrogate)",
+                                            file=path, field=key)
+        names = None
+        if "names" in arrays:
+            a = arrays["names"]
+            if a.dtype.kind != "U" or a.ndim != 1:
+                raise ProbeSetError(f"expected a (P,) unicode array of names, got {a.dtype} of shape {a.shape}",
+                                    file=path, field="names")
+            names = a.tolist()
         return cls(arrays["positions"], arrays["faces"], arrays.get("grid_shape"),
                    arrays.get("lo"), arrays.get("hi"), names=names, source=str(path))
 
     @classmethod
     def _load_zarr(cls, path: Path, lazy: bool) -> "ProbeSet":
         import zarr
+        _check_zarr_store(path)   # every array's metadata and chunk headers, before zarr reads data
         try:
-            g = zarr.open_group(str(path), mode="r")
+            g = zarr.open_group(str(path), mode="r", zarr_format=3, use_consolidated=False)
             keys = set(g.array_keys())
         except Exception as e:  # zarr raises a zoo of types for broken stores
             raise ProbeSetError(f"not a readable zarr store ({type(e).__name__}: {e})", file=path) from e
         for key in _NPZ_KEYS_REQUIRED:
             if key not in keys:
                 raise ProbeSetError(f"missing array (the store holds {sorted(keys)})", file=path, field=key)
+        field = "positions"
         try:
             positions = np.asarray(g["positions"][...])
-            extra = {k: np.asarray(g[k][...]) for k in ("grid_shape", "lo", "hi") if k in keys}
+            extra = {}
+            for field in ("grid_shape", "lo", "hi"):
+                if field in keys:
+                    extra[field] = np.asarray(g[field][...])
+            field = "faces"
             faces = g["faces"]
             attrs = dict(g.attrs)
+        except MemoryError:
+            raise
         except Exception as e:
-            raise ProbeSetError(f"unreadable array ({type(e).__name__}: {e})", file=path) from e
+            raise ProbeSetError(f"unreadable array ({type(e).__name__}: {e})", file=path, field=field) from e
         if len(faces.shape) != 5:
             raise ProbeSetError(f"expected shape (P, 6, R, R, 3), got {tuple(faces.shape)}",
                                 file=path, field="faces")
-        faces = LazyFaces(faces) if lazy else np.asarray(faces[...])
+        faces = LazyFaces(faces, source=path)
+        if not lazy:
+            faces = np.asarray(faces)
         names = attrs.get("names")
+        if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ProbeSetError(f"group attribute names: a list of strings is needed, got {names!r:.80}",
+                                file=path, field="names")
         return cls(positions, faces, extra.get("grid_shape"), extra.get("lo"), extra.get("hi"),
                    names=names, source=str(path))
 
@@ -528,10 +733,15 @@ class ProbeSet:
             if self.names is not None:
                 attrs["names"] = list(self.names)
             g = zarr.open_group(str(tmp), mode="w", attributes=attrs)
-            for key, a in self._arrays_small().items():
+            small = self._arrays_small()
+            positions = small.pop("positions")
+            for key, a in small.items():
                 g.create_array(key, data=a)
             fa = g.create_array("faces", shape=(P, 6, R, R, 3), chunks=(chunk_probes, 6, R, R, 3),
                                 dtype=out_dtype)
             for start, _, block in self.iter_chunks(chunk_probes):
                 _check_block(block, np.arange(start, start + len(block)), self, label, fp16)
                 fa[start:start + len(block)] = block.astype(out_dtype, copy=False)
+            # positions last: a store killed before this point (its temporary,
+            # never renamed in) does not load as a probe set (ZarrProbeWriter too)
+            g.create_array("positions", data=positions)

@@ -164,9 +164,12 @@ def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str, brick=None) 
     """Inverse of :func:`pack_page`; raises InputError naming ``where`` on a size mismatch."""
     out = page_fields(raw, n, M, meta, where)
     if implicit_ids(meta):
-        if brick is None or int(np.prod(brick[1])) != n:
+        if brick is None or int(np.prod(brick[1], dtype=object)) != n:
             raise InputError(f"{where}: field brick: {brick} does not hold {n} probes")
-        out["probe_ids"], out["positions"] = Grid.from_meta(meta).brick_ids(brick)
+        try:
+            out["probe_ids"], out["positions"] = Grid.from_meta(meta).brick_ids(brick)
+        except InputError as e:
+            raise InputError(f"{where}: field brick: {e}") from None
     return Page(
         centres=out["centres"].astype(np.float64), radii=out["radii"].astype(np.float64),
         prototypes=texformats.decode(out["prototypes"], meta["texel_format"]),
@@ -175,14 +178,19 @@ def unpack_page(raw: bytes, n: int, M: int, meta: dict, where: str, brick=None) 
         brick=brick)
 
 
-def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
-    """The stored arrays of a page payload, as stored (zero-copy views): centres,
-    radii, prototypes (level 0, GPU-ready texel layout), prototype_levels (list
-    of the stored levels 0..L-1, level 0 being ``prototypes``), probe_ids and
-    positions (not for dense grids), indices, weights (u8). Checks sizes and
-    prototype indices."""
+#: lz4 cannot expand data by more than about 255:1 (each extra length byte
+#: encodes 255 bytes); a record that claims more is corrupt or a bomb.
+LZ4_MAX_RATIO = 256
+LZ4_SLACK = 1024
+#: Sane bounds on metadata fields (far above anything a bake writes).
+MAX_FACE_RES = 1 << 13
+MAX_TAPS = 64
+MAX_PAGE_PROTOTYPES = 1 << 16
+
+
+def _layout(n: int, M: int, meta: dict) -> list:
+    """``(name, shape, dtype)`` of a page payload's arrays, in order."""
     Rp, N, fmt = meta["prototype_res"], meta["n_taps"], meta["texel_format"]
-    implicit = implicit_ids(meta)
     sizes = [
         ("centres", (M, 3), np.dtype("<f4")),
         ("radii", (M,), np.dtype("<f4")),
@@ -190,12 +198,48 @@ def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
     for lvl in range(stored_levels(meta)):
         face_shape, texel_dtype = texformats.stored_layout(fmt, Rp >> lvl)
         sizes.append(("prototypes" if lvl == 0 else f"prototypes_{lvl}", (M, 6) + face_shape, texel_dtype))
-    if not implicit:
+    if not implicit_ids(meta):
         sizes += [("probe_ids", (n,), np.dtype("<u4")), ("positions", (n, 3), np.dtype("<f4"))]
     sizes += [("indices", (n, N), np.dtype(_index_dtype(M))), ("weights", (n, N), np.dtype(np.uint8))]
-    expect = sum(int(np.prod(s)) * d.itemsize for _, s, d in sizes)
+    return sizes
+
+
+def payload_size(n: int, M: int, meta: dict) -> int:
+    """Bytes of the uncompressed payload of a page of ``n`` probes and ``M`` prototypes."""
+    return sum(int(np.prod(s, dtype=object)) * d.itemsize for _, s, d in _layout(n, M, meta))
+
+
+def lz4_decompress_bounded(blob, n_expect: int, where: str) -> bytes:
+    """Decompress one lz4 frame that must hold exactly ``n_expect`` bytes, never
+    allocating more than that: the frame's declared content size is checked
+    first, then at most ``n_expect + 1`` bytes are produced."""
+    try:
+        info = lz4.frame.get_frame_info(blob)
+    except (RuntimeError, ValueError) as e:
+        raise InputError(f"{where}: cannot decompress (not an lz4 frame: {e})") from e
+    declared = int(info.get("content_size") or 0)
+    if declared and declared != n_expect:
+        raise InputError(f"{where}: lz4 frame declares {declared} bytes, the record says {n_expect}")
+    d = lz4.frame.LZ4FrameDecompressor()
+    try:
+        raw = d.decompress(blob, max_length=n_expect + 1)
+    except (RuntimeError, ValueError) as e:
+        raise InputError(f"{where}: cannot decompress ({e})") from e
+    if len(raw) != n_expect or not d.eof:
+        raise InputError(f"{where}: decompressed to {len(raw)}{'' if d.eof else '+'} bytes, expected {n_expect}")
+    return raw
+
+
+def page_fields(raw: bytes, n: int, M: int, meta: dict, where: str) -> dict:
+    """The stored arrays of a page payload, as stored (zero-copy views): centres,
+    radii, prototypes (level 0, GPU-ready texel layout), prototype_levels (list
+    of the stored levels 0..L-1, level 0 being ``prototypes``), probe_ids and
+    positions (not for dense grids), indices, weights (u8). Checks sizes and
+    prototype indices."""
+    sizes = _layout(n, M, meta)
+    expect = payload_size(n, M, meta)
     if len(raw) != expect:
-        raise InputError(f"{where}: payload is {len(raw)} bytes, expected {expect}")
+        raise InputError(f"{where}: field raw_size: payload is {len(raw)} bytes, expected {expect}")
     out, pos = {}, 0
     for name, shape, dt in sizes:
         nbytes = int(np.prod(shape)) * dt.itemsize
@@ -363,6 +407,42 @@ def write_encoded(path, meta: dict, pages: list[EncodedPage], blob, progress=Non
     return path.stat().st_size
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _check_meta(meta: dict, p: str, version: int, n_pages: int) -> None:
+    """The metadata fields a reader relies on: types and sane ranges
+    (InputError ``"{file}: field {name}: ..."``)."""
+    def need_int(key, lo, hi, required=True):
+        if key not in meta and not required:
+            return
+        v = meta.get(key)
+        if not _is_int(v) or not lo <= v <= hi:
+            raise InputError(f"{p}: field {key}: an integer in [{lo}, {hi}] is needed, got {v!r}")
+    need_int("n_probes", 0, (1 << 32) - 1)
+    need_int("probe_res", 1, MAX_FACE_RES)
+    need_int("prototype_res", 1, MAX_FACE_RES)
+    need_int("n_taps", 1, MAX_TAPS)
+    need_int("format_version", 1, VERSION, required=False)
+    if "n_pages" in meta and (not _is_int(meta["n_pages"]) or meta["n_pages"] != n_pages):
+        raise InputError(f"{p}: field n_pages: the metadata says {meta['n_pages']!r}, the header {n_pages}")
+    need_int("prototype_levels", 1, MAX_FACE_RES.bit_length(), required=version >= 3)
+    fmt = meta.get("texel_format")
+    if not isinstance(fmt, str) or fmt not in texformats.FORMATS:
+        raise InputError(f"{p}: field texel_format: {fmt!r} is none of {', '.join(texformats.FORMATS)}")
+    if fmt in texformats.BLOCK_FORMATS and meta["prototype_res"] % 4:
+        raise InputError(f"{p}: field prototype_res: {fmt} needs a multiple of 4, got {meta['prototype_res']}")
+    L, Rp = stored_levels(meta), meta["prototype_res"]
+    if L > Rp.bit_length() or (fmt in texformats.BLOCK_FORMATS and (Rp >> (L - 1)) % 4):
+        raise InputError(f"{p}: field prototype_levels: {L!r} levels do not fit prototypes of {Rp} texels ({fmt})")
+    if meta.get("domain") not in ("tonemap", "linear"):
+        raise InputError(f"{p}: field domain: 'tonemap' or 'linear' is needed, got {meta.get('domain')!r}")
+    g = meta.get("grid")
+    if g is not None and not isinstance(g, dict):
+        raise InputError(f"{p}: field grid: an object is needed, got {g!r}")
+
+
 class ArchiveReader:
     """Random access to an archive through a memory map.
 
@@ -407,12 +487,25 @@ class ArchiveReader:
         mb = mm[HEADER_SIZE:m_end]
         if struct.unpack("<I", mm[m_end:m_end + 4])[0] != zlib.crc32(mb):
             raise InputError(f"{p}: field metadata: checksum mismatch")
-        self.meta = json.loads(mb.decode())
-        rmax = self.meta.get("radiance_max") if isinstance(self.meta, dict) else None
+        try:
+            self.meta = json.loads(mb.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise InputError(f"{p}: field metadata: not UTF-8 JSON ({type(e).__name__}: {e})") from None
+        if not isinstance(self.meta, dict):
+            raise InputError(f"{p}: field metadata: a JSON object is needed, got {type(self.meta).__name__}")
+        _check_meta(self.meta, f"{p}", version, n_pages)
+        rmax = self.meta.get("radiance_max")
         if rmax is not None and (isinstance(rmax, bool) or not isinstance(rmax, (int, float))
                                  or not np.isfinite(rmax) or rmax < 0):
             raise InputError(f"{p}: field radiance_max: a finite radiance >= 0 is needed, got {rmax!r}")
         self.grid = Grid.from_meta(self.meta, where=f"{p}: field grid")
+        if self.grid is not None:
+            if self.grid.n_points >= spatialhash.EMPTY:
+                raise InputError(f"{p}: field grid: lattice {list(self.grid.shape)} has 2^32 - 1 or more "
+                                 "points: too large for the hash")
+            if self.grid.dense and self.grid.n_points != self.meta["n_probes"]:
+                raise InputError(f"{p}: field grid: a dense grid of {self.grid.n_points} points, "
+                                 f"but n_probes is {self.meta['n_probes']}")
         t_end = table_off + n_pages * PAGE_DTYPE.itemsize
         if table_off != m_end + 4 or t_end + 4 > size:
             raise InputError(f"{p}: truncated: page table runs past the end of the file")
@@ -424,7 +517,7 @@ class ArchiveReader:
         self.version = version
         if version >= 3:
             L, Rp, fmt = self.meta.get("prototype_levels"), self.meta.get("prototype_res"), self.meta.get("texel_format")
-            if not isinstance(L, int) or not 1 <= L <= int(Rp).bit_length() or (
+            if not _is_int(L) or not 1 <= L <= int(Rp).bit_length() or (
                     fmt in texformats.BLOCK_FORMATS and (int(Rp) >> (L - 1)) % 4):
                 raise InputError(f"{p}: field prototype_levels: {L!r} levels do not fit prototypes of "
                                  f"{Rp} texels ({fmt})")
@@ -443,19 +536,54 @@ class ArchiveReader:
             self._hash_blob = (hash_off, hash_len, hash_crc)
             if zlib.crc32(mm[hash_off:hash_off + hash_len]) != hash_crc:
                 raise InputError(f"{p}: field hash: checksum mismatch")
-            if "hash" not in self.meta:
+            h = self.meta.get("hash")
+            if not isinstance(h, dict):
                 raise InputError(f"{p}: field hash: the file has a hash but the metadata does not describe it")
+            cap, mp, nk = h.get("capacity"), h.get("max_probe"), h.get("n_keys", 0)
+            if not (_is_int(cap) and _is_int(mp) and _is_int(nk) and 16 <= cap <= 1 << 32
+                    and not cap & (cap - 1) and 1 <= mp <= cap and 0 <= nk <= cap // 2):
+                raise InputError(f"{p}: field hash: capacity {cap!r}, max_probe {mp!r}, n_keys {nk!r} "
+                                 "(a power of two >= 16, 1 <= max_probe <= capacity, load <= 0.5)")
+            if cap * 8 > LZ4_MAX_RATIO * hash_len + LZ4_SLACK:
+                raise InputError(f"{p}: field hash: capacity {cap} ({cap * 8} bytes) cannot come from "
+                                 f"{hash_len} compressed bytes")
             end += hash_len
         elif version >= 2 and self.meta.get("grid") is not None:
             raise InputError(f"{p}: field hash: a grid archive without its spatial hash")
+        if n_pages > spatialhash.MAX_PAGES:
+            raise InputError(f"{p}: field n_pages: {n_pages} pages; an archive holds at most {spatialhash.MAX_PAGES}")
+        implicit = implicit_ids(self.meta)
         for i, rec in enumerate(self.table):
             if int(rec["offset"]) != end or end + int(rec["size"]) > size:
                 raise InputError(f"{p}: page {i}: truncated or misplaced (offset {int(rec['offset'])}, "
                                  f"size {int(rec['size'])}, file {size} bytes)")
             end += int(rec["size"])
+            self._check_record(i, rec, implicit)
         if end != size:
             raise InputError(f"{p}: {size - end} unexpected bytes after the last page")
         self.size = size
+
+    def _check_record(self, i: int, rec, implicit: bool) -> None:
+        """A page-table record's counts against the metadata, sane limits and its
+        compressed size (before anything is allocated from them)."""
+        where = f"{self.path}: page {i}"
+        n, M, raw, comp = int(rec["n_probes"]), int(rec["n_prototypes"]), int(rec["raw_size"]), int(rec["size"])
+        if not 1 <= M <= MAX_PAGE_PROTOTYPES:
+            raise InputError(f"{where}: field n_prototypes: {M} (1 to {MAX_PAGE_PROTOTYPES})")
+        if n > self.meta["n_probes"] or (self.grid is not None and n > spatialhash.MAX_PAGE_PROBES):
+            raise InputError(f"{where}: field n_probes: {n} probes (the archive has {self.meta['n_probes']}; "
+                             f"a page of a grid holds at most {spatialhash.MAX_PAGE_PROBES})")
+        expect = payload_size(n, M, self.meta)
+        if raw != expect:
+            raise InputError(f"{where}: field raw_size: {raw} bytes, a page of {n} probes and {M} "
+                             f"prototypes is {expect}")
+        if raw > LZ4_MAX_RATIO * comp + LZ4_SLACK:
+            raise InputError(f"{where}: field raw_size: {raw} bytes cannot come from {comp} compressed bytes")
+        if implicit:
+            b_lo, b_sh = rec["brick_lo"].astype(np.int64), rec["brick_shape"].astype(np.int64)
+            if (b_sh < 1).any() or (b_lo + b_sh > self.grid.shape_array).any() or int(np.prod(b_sh)) != n:
+                raise InputError(f"{where}: field brick: {tuple(b_lo.tolist())} + {tuple(b_sh.tolist())} is "
+                                 f"not a brick of {n} probes inside the grid {self.grid.shape}")
 
     @property
     def n_pages(self) -> int:
@@ -469,22 +597,22 @@ class ArchiveReader:
             return None
         if self._hash is None:
             if self.version == 1:
+                if not implicit_ids(self.meta):
+                    raise InputError(f"{self.path}: field hash: a version 1 archive of a sparse grid "
+                                     "(version 1 knew dense grids only)")
                 pages = []
                 for rec in self.table:
                     ids, pos = self.grid.brick_ids((rec["brick_lo"], rec["brick_shape"]))
                     pages.append(Page(None, None, None, ids, pos, None, None))
-                self._hash = build_hash(self.meta, pages)
+                try:
+                    self._hash = build_hash(self.meta, pages)
+                except ValueError as e:
+                    raise InputError(f"{self.path}: field brick: the pages' bricks overlap ({e})") from None
             else:
                 off, n, _ = self._hash_blob
                 h = self.meta["hash"]
-                try:
-                    raw = lz4.frame.decompress(self._mm[off:off + n])
-                except RuntimeError as e:
-                    raise InputError(f"{self.path}: field hash: cannot decompress ({e})") from e
                 cap, mp = int(h["capacity"]), int(h["max_probe"])
-                if len(raw) != cap * 8 or cap & (cap - 1) or not 1 <= mp <= cap:
-                    raise InputError(f"{self.path}: field hash: {len(raw)} bytes for capacity {cap}, "
-                                     f"max_probe {mp}")
+                raw = lz4_decompress_bounded(self._mm[off:off + n], cap * 8, f"{self.path}: field hash")
                 self._hash = (np.frombuffer(raw, "<u4").reshape(cap, 2).copy(), mp)
         return self._hash
 
@@ -518,13 +646,7 @@ class ArchiveReader:
         blob = self._mm[off:off + n]
         if zlib.crc32(blob) != int(rec["crc32"]):
             raise InputError(f"{self.path}: page {i}: checksum mismatch")
-        try:
-            raw = lz4.frame.decompress(blob)
-        except RuntimeError as e:
-            raise InputError(f"{self.path}: page {i}: cannot decompress ({e})") from e
-        if len(raw) != int(rec["raw_size"]):
-            raise InputError(f"{self.path}: page {i}: decompressed to {len(raw)} bytes, expected {int(rec['raw_size'])}")
-        return raw
+        return lz4_decompress_bounded(blob, int(rec["raw_size"]), f"{self.path}: page {i}")
 
     def validate(self) -> None:
         """Decode and check every page; raises InputError at the first bad one."""
@@ -538,13 +660,17 @@ class ArchiveReader:
             raise InputError(f"{self.path}: field n_probes: pages hold {seen} probes, metadata says {self.meta['n_probes']}")
         if self.meta.get("grid") is not None:
             table, max_probe = self.hash()
-            expect, _ = build_hash(self.meta, pages)
+            try:
+                expect, _ = build_hash(self.meta, pages)
+            except ValueError as e:
+                raise InputError(f"{self.path}: field positions: the pages' probes are no set of distinct "
+                                 f"lattice points ({e})") from None
             if not np.array_equal(table, expect):
                 raise InputError(f"{self.path}: field hash: does not map the pages' probes")
 
     def summary(self) -> dict:
         m = self.meta
-        return {"format_version": m["format_version"], "file_bytes": self.size, "n_probes": m["n_probes"],
+        return {"format_version": m.get("format_version", self.version), "file_bytes": self.size, "n_probes": m["n_probes"],
                 "bytes_per_probe": self.size / max(m["n_probes"], 1), "n_pages": self.n_pages,
                 "prototypes_total": int(self.table["n_prototypes"].sum()), "probe_res": m["probe_res"],
                 "prototype_res": m["prototype_res"], "prototype_levels": self.prototype_levels, "n_taps": m["n_taps"], "texel_format": m["texel_format"],

@@ -22,6 +22,8 @@ from probewarp.format.spatialhash import EMPTY
 
 #: Key of "no lattice point" (outside the grid): the hash's empty key, never stored.
 NO_KEY = int(EMPTY)
+#: Most lattice points along one axis (lattice ids are 32-bit: see :meth:`Grid.keys`).
+MAX_AXIS_POINTS = 1 << 32
 #: Offsets of the 8 corners of a cell: corner ``c`` is ``((c>>2)&1, (c>>1)&1, c&1)``, as in GLSL.
 CORNER_OFFSETS = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], np.int64)
 
@@ -65,13 +67,15 @@ class Grid:
         try:
             s = np.asarray(shape, np.float64).reshape(-1)
             lo_, hi_ = (np.asarray(v, np.float64).reshape(-1) for v in (lo, hi))
-        except (TypeError, ValueError) as e:
+        except (TypeError, ValueError, OverflowError) as e:
             raise InputError(f"{where}: shape, lo, hi must be numeric (3,) arrays: {e}") from None
         if s.shape != (3,) or lo_.shape != (3,) or hi_.shape != (3,):
             raise InputError(f"{where}: shape, lo, hi must each have 3 values, got "
                              f"{s.tolist()}, {lo_.tolist()}, {hi_.tolist()}")
         if not (np.isfinite(s).all() and (s == np.round(s)).all() and (s >= 1).all()):
             raise InputError(f"{where}: shape must be 3 positive integers, got {s.tolist()}")
+        if (s > MAX_AXIS_POINTS).any():
+            raise InputError(f"{where}: shape {s.tolist()}: at most {MAX_AXIS_POINTS} points an axis")
         if not (np.isfinite(lo_).all() and np.isfinite(hi_).all()):
             raise InputError(f"{where}: lo and hi must be finite, got {lo_.tolist()}, {hi_.tolist()}")
         if ((s > 1) & ~(hi_ > lo_)).any():
