@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import errno
 import math
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +20,8 @@ from probewarp.baker.panorama import LAYOUTS, cube_to_cross, cube_to_equirect, d
 from probewarp.baker.probeset import ProbeSet
 from probewarp.baker.validation import ProbeSetError
 from probewarp.format import constants
-from probewarp.format.atomic import atomic_path
+from probewarp.format.atomic import atomic_path, temp_beside
+from probewarp.format.errors import RuntimeFailure
 
 
 def _read_positions_csv(csv_path: Path):
@@ -74,16 +77,38 @@ def _read_positions_csv(csv_path: Path):
     return rows
 
 
+def _inside(root: str, path: Path) -> bool:
+    """Whether ``path``, every symbolic link followed, lies inside the real folder ``root``."""
+    real = os.path.realpath(path)
+    return os.path.commonpath([root, real]) == root
+
+
 def _list_images(folder: Path) -> dict:
-    """``{file name: Path}`` of the ``.exr`` / ``.hdr`` files in ``folder``."""
+    """``{file name: Path}`` of the ``.exr`` / ``.hdr`` files in ``folder`` (a symbolic link is
+    listed as a file when it points at one, inside the folder or not: :func:`_resolve_image`
+    refuses the ones that lead outside)."""
     return {p.name: p for p in sorted(folder.iterdir())
             if p.suffix.lower() in config.HDR_SUFFIXES and p.is_file()}
 
 
 def _resolve_image(folder: Path, images: dict, by_stem: dict, name: str):
-    """The image a CSV name refers to: ``folder/name`` or ``folder/name.{exr,hdr}``; (Path, None) or (None, why)."""
-    if "/" in name or "\\" in name or name in (".", ".."):
-        return None, f"name {name!r} is not a plain file name"
+    """The image a CSV name refers to: ``folder/name`` or ``folder/name.{exr,hdr}``; (Path, None) or (None, why).
+
+    Crafted names stay in the folder: a name with a path separator (``../x``, ``/etc/x``,
+    ``sub/x``), ``.``/``..`` or a NUL is refused, and so is an image that is a symbolic link
+    leading outside the folder (the folder's own path may run through links)."""
+    if "/" in name or "\\" in name or name in (".", "..") or "\x00" in name or os.path.isabs(name):
+        return None, f"name {name!r} is not a plain file name (images are read from {folder} only)"
+    p, why = _find_image(folder, images, by_stem, name)
+    if p is not None:
+        root = os.path.realpath(folder)
+        if not _inside(root, p):
+            return None, (f"{p.name} is a symbolic link to {os.path.realpath(p)}, outside {folder}: refused "
+                          f"(images are read from the folder only)")
+    return p, why
+
+
+def _find_image(folder: Path, images: dict, by_stem: dict, name: str):
     if name in images:
         return images[name], None
     found = by_stem.get(name, [])
@@ -91,6 +116,11 @@ def _resolve_image(folder: Path, images: dict, by_stem: dict, name: str):
         return found[0], None
     if len(found) > 1:
         return None, f"ambiguous: several images are named {name!r}: {[p.name for p in found]}"
+    if (folder / name).is_symlink() and not _inside(os.path.realpath(folder), folder / name):
+        return None, (f"{name} is a symbolic link to {os.path.realpath(folder / name)}, outside {folder}: "
+                      f"refused (images are read from the folder only)")
+    if (folder / name).is_dir():
+        return None, f"{folder / name} is a folder, not an .exr or .hdr file"
     if (folder / name).is_file():
         return None, f"{folder / name} is not an .exr or .hdr file"
     return None, f"no image {name!r} (nor {name}.exr / {name}.hdr) in {folder}"
@@ -238,7 +268,9 @@ def export_exr_folder(probeset: ProbeSet, folder, layout: str = "cross", *, heig
     probeset : ProbeSet
         Lazy sets are read chunk-wise.
     folder : str or Path
-        Created if missing; files of the same names are replaced.
+        Created if missing; files of the same names are replaced. The export is
+        built in a temporary folder beside it and moved in when complete: on any
+        failure nothing is left (no partial folder, no stray images).
     layout : ``'cross'`` or ``'equirect'``
         ``'cross'``: ``(3 R, 4 R)`` images holding the faces exactly.
         ``'equirect'``: ``(height, 2 height)`` images (resampled, see
@@ -277,18 +309,49 @@ def export_exr_folder(probeset: ProbeSet, folder, layout: str = "cross", *, heig
     if csv_name in fnames:
         raise ValueError(f"a probe name collides with the CSV name {csv_name!r}")
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
+    # Built in a temporary folder beside the target and moved in when complete, so a failure
+    # (a probe that cannot be written, a full disk, an interrupt) leaves no partial export: a new
+    # folder appears whole (one rename); into an existing one the files move one by one.
+    made = [d for d in [folder.parent, *folder.parent.parents] if not d.exists()]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(folder)
+    try:
+        tmp.mkdir()
+        _write_export(probeset, tmp, folder, fnames, names, layout, height, half, csv_name, progress)
+        if folder.exists():
+            for f in fnames + [csv_name]:
+                os.replace(tmp / f, folder / f)
+            tmp.rmdir()
+        else:
+            os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:                  # the folders made for it, innermost first, if still empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
+        raise
+    return [folder / f for f in fnames] + [folder / csv_name]
+
+
+def _write_export(probeset, folder: Path, final: Path, fnames, names, layout, height, half, csv_name,
+                  progress):
+    """The export's files into ``folder`` (its temporary); messages name ``final``."""
+    P = probeset.n_probes
     for start, _, block in probeset.iter_chunks():
         for j in range(len(block)):
             i = start + j
             cube = block[j].astype(np.float32)
             img = cube_to_cross(cube) if layout == "cross" else cube_to_equirect(cube, height)
             try:
-                written.append(write_exr(folder / fnames[i], img, half=half))
+                write_exr(folder / fnames[i], img, half=half)
             except HdrImageError as e:
                 raise ProbeSetError(str(e), file=probeset.source, probe=i, name=probeset.probe_name(i),
                                     field="faces") from e
+            except RuntimeError as e:   # OpenEXR's write failures (full disk ...): a RuntimeError
+                why = str(e).rsplit('". ', 1)[-1].rstrip(".")
+                raise RuntimeFailure(f"{final / fnames[i]}: cannot write the image ({why})") from None
             if progress is not None:
                 progress(i + 1, P)
     csv_path = folder / csv_name
@@ -297,5 +360,3 @@ def export_exr_folder(probeset: ProbeSet, folder, layout: str = "cross", *, heig
         w.writerow(["name", "x", "y", "z"])
         for n, p in zip(names, np.asarray(probeset.positions, np.float32)):
             w.writerow([n] + [f"{float(v):.9g}" for v in p])
-    written.append(csv_path)
-    return written

@@ -20,6 +20,7 @@ Example
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ from probewarp.baker import config, engines
 from probewarp.baker import report as rep
 from probewarp.baker.bake import (DEFAULT_HALO, archive_meta, page_border_distance, page_report_fields,
                                   plan_pages)
-from probewarp.baker.checkpoint import Checkpoint
+from probewarp.baker.checkpoint import Checkpoint, checkpoint_dir
 from probewarp.baker.decoder import Decoder
 from probewarp.baker.probeset import ProbeSet
 from probewarp.baker.prototypes import ProbeCodec
@@ -120,7 +121,12 @@ def load_probes(source, *, sanitize: bool = False, validate: bool = True):
         if validate:
             probes.validate()
         return probes, None
-    probes = ProbeSet.load(source, validate=validate and not sanitize, lazy=None if sanitize else True)
+    try:
+        probes = ProbeSet.load(source, validate=validate and not sanitize, lazy=None if sanitize else True)
+    except InputError:
+        raise
+    except ValueError as e:      # a path of no probe-set kind
+        raise InputError(str(e)) from None
     srep = probes.validate(name=str(source), sanitize=True) if sanitize else None
     return probes, srep
 
@@ -157,6 +163,25 @@ def _fingerprint(positions, faces, tasks, params: dict, meta: dict, seed: int, h
                       "faces_dtype": str(np.dtype(faces.dtype)), "positions_sha1": _sha1(positions),
                       "faces_sample_sha1": _sha1(np.asarray(faces[np.asarray(probe, np.int64)]))},
             "plan_sha1": _sha1(*[np.concatenate([t.ids, [-1], t.halo]) for t in tasks])}
+
+
+def _check_codec_params(n_prototypes, n_taps, R: int, params: dict, source=None) -> None:
+    """Everything about M, N and Rp that would otherwise fail inside a page (after the
+    checkpoint folder exists): InputError naming the parameter (and the input when known)."""
+    where = f"{source}: " if source else ""
+    M, N = int(n_prototypes), int(n_taps)
+    if M < 1:
+        raise InputError(f"{where}n_prototypes {M}: must be at least 1")
+    if not 1 <= N <= 16:
+        raise InputError(f"{where}n_taps {N}: must be in 1..16")
+    if N > M:
+        raise InputError(f"{where}n_taps {N}: more than n_prototypes {M} (a probe blends N distinct prototypes)")
+    if params.get("prototype_res") is not None and int(params["prototype_res"]) < 1:
+        raise InputError(f"{where}prototype_res {params['prototype_res']}: must be at least 1")
+    try:
+        ProbeCodec(**params)._resolutions(R)
+    except InputError as e:
+        raise InputError(f"{where}{e}") from None
 
 
 def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes=config.DEFAULT_PROTOTYPES,
@@ -205,7 +230,7 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
     R = int(np.shape(faces)[2])
     t0 = time.perf_counter()
     params = dict(n_prototypes=n_prototypes, n_taps=n_taps, prototype_res=prototype_res, **codec_kw)
-    ProbeCodec(**params)._resolutions(R)            # a bad Rp fails before any page runs
+    _check_codec_params(n_prototypes, n_taps, R, params, source)   # before any page runs or is kept
     tasks = plan_pages(positions, page_probes, grid, halo)
     fields = page_report_fields(params, R)
     meta = finalize_meta(archive_meta(P, fields, grid), len(tasks))
@@ -213,7 +238,13 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
     encoded, infos, blobs = {}, {}, {}
     ckpt = None
     if checkpoint:
-        ckpt = Checkpoint(out, _fingerprint(positions, faces, tasks, params, meta, seed, halo), fresh=fresh)
+        made = not checkpoint_dir(out).exists()
+        try:
+            ckpt = Checkpoint(out, _fingerprint(positions, faces, tasks, params, meta, seed, halo), fresh=fresh)
+        except OSError:              # e.g. a full disk: a folder made just now holds nothing to resume
+            if made:
+                shutil.rmtree(checkpoint_dir(out), ignore_errors=True)
+            raise
         for i, (enc, info) in ckpt.finished(n_pages).items():
             encoded[i], infos[i] = enc, info
     resumed = len(encoded)
@@ -250,7 +281,10 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
         size = write_encoded(out, meta, pages, ckpt.blob if ckpt is not None else blobs.__getitem__)
     except BaseException:
         if ckpt is not None:
-            ckpt.release()
+            if any(ckpt.page_path(i).exists() for i in range(n_pages)):
+                ckpt.release()       # finished pages: the same command resumes from them
+            else:
+                ckpt.remove()        # nothing to resume: leave nothing behind
         raise
     if ckpt is not None:
         ckpt.remove()

@@ -25,7 +25,9 @@ every probe has been written. A failed check, an exception inside the
 ``with`` block, or closing early removes the temporary and leaves ``path``
 as it was (an existing store there untouched); a killed process leaves at
 most the temporary ``.<stem>.tmp-<hex>.zarr`` beside it, never a
-half-written store at ``path``.
+half-written store at ``path``. Its ``positions`` array is written last, by
+:meth:`close`, so such a temporary is not a readable probe set either
+(:meth:`ProbeSet.load` rejects it: "positions: missing array").
 
 Memory is bounded by one block plus one chunk (the buffer that gathers
 blocks that do not fill whole chunks), never by the number of probes
@@ -149,7 +151,9 @@ class ZarrProbeWriter:
                 attrs["names"] = list(ps.names)
             g = zarr.open_group(str(self.tmp), mode="w", attributes=attrs)
             for key, a in self._arrays_small().items():
-                g.create_array(key, data=a)
+                if key != "positions":           # written by close(): see the class notes
+                    g.create_array(key, data=a)
+            self._group = g
             self._faces = g.create_array("faces", shape=(P, 6, R, R, 3),
                                          chunks=(self.chunk_probes, 6, R, R, 3), dtype=out_dtype)
         except BaseException as e:
@@ -304,8 +308,17 @@ class ZarrProbeWriter:
                              "nothing was saved")
             self._abort(err)
             raise err
+        try:
+            # positions last: until every probe is written the temporary store has no
+            # ``positions``, so ProbeSet.load (and ``probewarp validate``) rejects a store a
+            # killed writer left behind instead of reading its unwritten chunks as zeros.
+            self._group.create_array("positions", data=self._arrays_small()["positions"])
+        except BaseException as e:
+            self._abort(e)
+            raise
         self._closed = True
         self._buf = None
+        self._group = None
         cm, self._cm = self._cm, None
         cm.__exit__(None, None, None)
         return self.path

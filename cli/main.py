@@ -47,6 +47,158 @@ def _err(msg: str) -> None:
     print(f"probewarp: error: {msg}", file=sys.stderr)
 
 
+# ---------------------------------------------------------------------------
+# argument and path checks: bad input fails before any work, nothing written
+# ---------------------------------------------------------------------------
+
+#: The suffixes of probe-set outputs (ProbeSet.save).
+PROBESET_SUFFIXES = (".npz", ".zarr")
+#: The outputs this run checked (:func:`_check_writable`): an OSError without a file name
+#: (zipfile, zarr and matplotlib writes raise those) is reported against the last one.
+_OUTPUTS: list = []
+#: Folders that did not exist when the outputs were checked (innermost first): a command
+#: that fails removes the ones still empty, so that it leaves nothing behind.
+_MADE: list = []
+
+
+def _at_least(value, option: str, lo: int = 1):
+    """``value`` (an int option) checked to be ``>= lo``; InputError naming the option."""
+    if value is not None and int(value) < lo:
+        raise InputError(f"{option} {value}: must be at least {lo}")
+    return value
+
+
+def _finite(values, option: str):
+    """Float options checked to be finite; InputError naming the option."""
+    if values is not None and not np.all(np.isfinite(np.asarray(values, np.float64))):
+        raise InputError(f"{option} {' '.join(str(v) for v in values)}: must be finite numbers")
+    return values
+
+
+def _output_dir_of(out: Path, label=None) -> Path:
+    """The nearest existing folder above ``out`` (where its temporary will live); InputError
+    when something above ``out`` exists but is not a folder."""
+    d = Path(out).absolute().parent
+    while not (d.exists() or d.is_symlink()):
+        d = d.parent
+    if not d.is_dir():
+        raise InputError(f"{label or out}: cannot write there: {d} is not a folder")
+    return d
+
+
+def _check_writable(out, folder_ok: bool = False, label=None) -> Path:
+    """Fail before any work when ``out`` cannot be written: nothing that is not a folder may
+    stand above it, and its folder (or the nearest existing one above, where the writer creates
+    the rest) must accept a new file. A non-folder in the way, or a folder where a file goes
+    (``folder_ok`` False), is bad input (exit 3); a folder that refuses files (permissions,
+    read-only, full) is a runtime failure (exit 4). Probes by creating and removing a uniquely
+    named empty file (``os.access`` says yes to root on read-only file systems)."""
+    import os
+    import uuid
+    from probewarp.format.errors import RuntimeFailure
+    out = Path(out)
+    if out.is_dir() and not folder_ok:
+        raise InputError(f"{out}: is a folder, not a file")
+    d = _output_dir_of(out, label)
+    probe = d / f".probewarp-write-test-{uuid.uuid4().hex[:12]}"
+    try:
+        fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except OSError as e:
+        raise RuntimeFailure(f"{label or out}: cannot write to {d} ({e.strerror})") from None
+    os.close(fd)
+    os.unlink(probe)
+    _OUTPUTS.append(label or out)
+    folders = [Path(label)] if label is not None else []
+    _MADE.extend(f for f in folders + list(out.absolute().parents) if not f.exists() and f not in _MADE)
+    return out
+
+
+def _remove_made_folders() -> None:
+    for d in _MADE:
+        if d.is_dir() and not d.is_symlink():
+            try:
+                d.rmdir()
+            except OSError:
+                continue
+
+
+def _probeset_output(out) -> Path:
+    """``-o`` of a probe set: ends in .npz or .zarr, and writable."""
+    out = Path(out)
+    if not str(out).lower().endswith(PROBESET_SUFFIXES):
+        raise InputError(f"{out}: a probe set ends in .npz or .zarr")
+    _check_writable(out, folder_ok=str(out).lower().endswith(".zarr"))
+    out.parent.mkdir(parents=True, exist_ok=True)     # ProbeSet.save writes into an existing folder
+    return out
+
+
+def _folder_output(out) -> Path:
+    """An output folder: not an existing file, and writable."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: exists and is not a folder")
+    _check_writable(out / "x", label=out)
+    return out
+
+
+def _load_probeset(path, **kw):
+    """:meth:`ProbeSet.load`, its errors as bad input naming the file: a missing path,
+    a path of no probe-set kind (a folder that is no .zarr, another suffix), one that
+    cannot be read (permissions)."""
+    from probewarp.baker.probeset import ProbeSet
+    path = Path(path)
+    if not (path.exists() or path.is_symlink()):
+        raise InputError(f"{path}: no such file")
+    if path.is_dir() and not path.name.lower().endswith(".zarr"):
+        raise InputError(f"{path}: is a folder, not a probe set (.npz file or .zarr folder)")
+    if path.name.lower().endswith(".npz") and not path.is_file():
+        raise InputError(f"{path}: is not a file (a .npz probe set is one)")
+    try:
+        return ProbeSet.load(path, **kw)
+    except InputError:
+        raise
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: cannot read the probe set ({getattr(e, 'strerror', None) or e})") from None
+
+
+def _prototypes(args, default: int) -> bool:
+    """Fill in --prototypes (its default, M, is None so that an explicit value can be told
+    apart); True when it was given."""
+    explicit = args.prototypes is not None
+    if not explicit:
+        args.prototypes = default
+    return explicit
+
+
+def _check_codec(args, n_probes: int | None, R: int | None, src) -> None:
+    """M, N and Rp of bake/compare/demo, checked before any work (exit 3, naming the option).
+
+    ``n_probes``: the set's size, to refuse an explicit M above it (the default M is capped
+    per page by the probes it is fitted on, as pages smaller than M are); None: not checked."""
+    M, N = int(args.prototypes), int(args.taps)
+    _at_least(M, "--prototypes")
+    if not 1 <= N <= 16:
+        raise InputError(f"--taps {N}: must be in 1..16")
+    if N > M:
+        raise InputError(f"--taps {N}: more than --prototypes {M} (a probe blends N distinct prototypes)")
+    if n_probes is not None and M > n_probes:
+        raise InputError(f"{src}: --prototypes {M}: more than the {n_probes} probes of the set "
+                         f"(each prototype is learned from probes)")
+    Rp = getattr(args, "prototype_res", None)
+    if Rp is not None:
+        _at_least(Rp, "--prototype-res")
+        if R is not None and Rp > R and Rp % R:
+            raise InputError(f"{src}: --prototype-res {Rp}: must be a multiple of the probe resolution "
+                             f"R = {R} (or at most R)")
+    it = getattr(args, "iterations", None)
+    if it is not None:
+        _at_least(it, "--iterations")
+    if getattr(args, "page_probes", None) is not None:
+        _at_least(args.page_probes, "--page-probes")
+
+
 def _fmt_summary(summary: dict) -> str:
     width = max(len(k) for k in summary)
     lines = []
@@ -62,12 +214,49 @@ def _fmt_summary(summary: dict) -> str:
 # ---------------------------------------------------------------------------
 
 def _load_scene(spec: str, seed: int):
+    """The SCENE argument: 'builtin', 'builtin:SEED' or a mesh file; every way it can be
+    wrong is bad input naming it (trimesh raises a zoo of types for unreadable files)."""
     from probewarp.capture.scene import Scene
     if spec == "builtin":
         return Scene.builtin(seed=seed)
-    if not spec.startswith("builtin:") and not Path(spec).exists():
+    if spec.startswith("builtin:"):
+        try:
+            return Scene.from_spec(spec)
+        except ValueError as e:
+            raise InputError(f"{spec}: {e}") from None
+    path = Path(spec)
+    if not path.exists():
         raise InputError(f"{spec}: scene file not found")
-    return Scene.from_spec(spec)
+    if not path.is_file():
+        raise InputError(f"{spec}: scene: not a file (an OBJ / glTF / GLB mesh file)")
+    try:
+        with open(path, "rb"):
+            pass
+        scene = Scene.load(path)
+    except ImportError:
+        raise
+    except OSError as e:
+        raise InputError(f"{spec}: cannot read the scene ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 (trimesh: ValueError, NotImplementedError, KeyError, ...)
+        raise InputError(f"{spec}: not a readable mesh scene ({type(e).__name__}: {e})") from None
+    if scene.n_triangles == 0:
+        raise InputError(f"{spec}: scene: no triangles found (not a mesh file, or an empty one)")
+    return scene
+
+
+def _check_grid_args(n, res, supersample, lo, hi) -> None:
+    """--n, --res, --supersample, --lo/--hi of capture (and the demo's --n/--res)."""
+    if any(int(v) < 1 for v in n):
+        raise InputError(f"--n {' '.join(map(str, n))}: every count must be at least 1")
+    _at_least(res, "--res")
+    _at_least(supersample, "--supersample")
+    _finite(lo, "--lo")
+    _finite(hi, "--hi")
+    if lo is not None and hi is not None:
+        for axis, k, a, b in zip("xyz", n, lo, hi):
+            if int(k) > 1 and float(a) == float(b):
+                raise InputError(f"--lo/--hi: {axis} is {a} at both ends but --n puts {k} probes along it "
+                                 f"(they would coincide)")
 
 
 def cmd_capture(args) -> int:
@@ -77,6 +266,8 @@ def cmd_capture(args) -> int:
         raise InputError(f"{args.output}: output must end in .zarr (streamed) or .npz (in memory)")
     stream = out_name.endswith(".zarr")
     dtype = np.dtype(args.dtype or ("float16" if stream else "float32"))
+    _check_grid_args(args.n, args.res, args.supersample, args.lo, args.hi)
+    _probeset_output(args.output)
     scene = _load_scene(args.scene, args.seed)
     lo, hi = args.lo, args.hi
     if lo is None or hi is None:
@@ -85,6 +276,7 @@ def cmd_capture(args) -> int:
         blo, bhi = scene.builtin_grid()
         lo = lo if lo is not None else blo
         hi = hi if hi is not None else bhi
+        _check_grid_args(args.n, args.res, args.supersample, lo, hi)
     n = args.n
     total = int(n[0]) * int(n[1]) * int(n[2])
     t0 = time.perf_counter()
@@ -105,6 +297,13 @@ def cmd_capture(args) -> int:
 
 def cmd_import(args) -> int:
     from probewarp.baker.importer import import_folder
+    _at_least(args.res, "--res")
+    for what, path, is_dir in (("image folder", Path(args.folder), True), ("positions CSV", Path(args.csv), False)):
+        if not path.exists():
+            raise InputError(f"{path}: {what} not found")
+        if path.is_dir() != is_dir:
+            raise InputError(f"{path}: {what}: is {'not ' if is_dir else ''}a folder")
+    _probeset_output(args.output)
     # import_folder validates (errors name the CSV line); with --sanitize it
     # leaves that to the repair pass instead.
     with _progress("import probes") as bar:
@@ -120,8 +319,8 @@ def cmd_import(args) -> int:
 
 def cmd_export(args) -> int:
     from probewarp.baker.importer import export_exr_folder
-    from probewarp.baker.probeset import ProbeSet
-    probes = ProbeSet.load(args.input)
+    probes = _load_probeset(args.input)
+    _folder_output(args.output)
     with _progress("export probes", probes.n_probes) as bar:
         export_exr_folder(probes, args.output, layout=args.layout, progress=_bar_update(bar))
     print(f"wrote {probes.n_probes} EXR files ({args.layout}) and positions.csv -> {args.output}")
@@ -131,7 +330,16 @@ def cmd_export(args) -> int:
 def cmd_bake(args) -> int:
     from probewarp.baker import pipeline
     out = pipeline.archive_path(args.output)
-    probes, srep = pipeline.load_probes(args.input, sanitize=args.sanitize)
+    explicit = _prototypes(args, config.DEFAULT_PROTOTYPES)
+    _check_codec(args, None, None, args.input)
+    _at_least(args.threads, "--threads")
+    _at_least(args.workers, "--workers")
+    if not (np.isfinite(args.halo) and args.halo >= 0):
+        raise InputError(f"--halo {args.halo}: must be a finite number >= 0")
+    probes = _load_probeset(args.input, validate=not args.sanitize, lazy=None if args.sanitize else True)
+    _check_codec(args, probes.n_probes if explicit else None, probes.resolution, args.input)
+    _check_writable(out)
+    probes, srep = pipeline.load_probes(probes, sanitize=args.sanitize, validate=False)
     if srep is not None:
         print(srep.summary())
     _bake(lambda progress: pipeline.bake_probeset(
@@ -181,10 +389,14 @@ def _bake(run, n_probes: int):
 
 def cmd_decode(args) -> int:
     from probewarp.baker.decoder import Decoder
+    _at_least(args.res, "--res")
+    _archive_input(args.archive)
     try:
-        pos = np.load(args.at)
+        pos = np.load(args.at, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise InputError(f"{args.at}: cannot read positions ({e})") from e
+        raise InputError(f"{args.at}: cannot read positions ({getattr(e, 'strerror', None) or e})") from e
+    if not isinstance(pos, np.ndarray):
+        raise InputError(f"{args.at}: field positions: expected a .npy array, got an .npz archive")
     pos = np.asarray(pos)
     if pos.ndim != 2 or pos.shape[1] != 3 or not np.issubdtype(pos.dtype, np.number):
         raise InputError(f"{args.at}: field positions: expected a (Q, 3) numeric array, got {pos.shape} {pos.dtype}")
@@ -193,6 +405,7 @@ def cmd_decode(args) -> int:
     bad = np.flatnonzero(~np.isfinite(pos).all(axis=1))
     if bad.size:
         raise InputError(f"{args.at}: position {int(bad[0])}: field positions: not finite ({pos[bad[0]]})")
+    _probeset_output(args.output)
     if args.backend == "gl":
         from probewarp.runtime.decode import decode_gl
         faces = decode_gl(args.archive, pos, args.res)
@@ -208,13 +421,47 @@ def cmd_decode(args) -> int:
 def cmd_compare(args) -> int:
     from probewarp.baker.pipeline import load_probes
     from probewarp.baselines.compare import compare_probeset
-    probes, _ = load_probes(args.input)
-    _compare("compare", lambda progress: compare_probeset(
-        probes, Path(args.out), progress=progress, prototype_res=args.prototype_res,
-        n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations, seed=args.seed,
-        heldout=not args.no_heldout, super_resolution=not args.no_super_resolution))
+    explicit = _prototypes(args, config.DEFAULT_PROTOTYPES)
+    _check_codec(args, None, None, args.input)
+    probes = _load_probeset(args.input, lazy=True)
+    _check_codec(args, probes.n_probes if explicit else None, probes.resolution, args.input)
+    _folder_output(args.out)
+    probes, _ = load_probes(probes, validate=False)
+    with _files_into(Path(args.out)) as tmp:
+        _compare("compare", lambda progress: compare_probeset(
+            probes, tmp, progress=progress, prototype_res=args.prototype_res,
+            n_prototypes=args.prototypes, n_taps=args.taps, n_iter=args.iterations, seed=args.seed,
+            heldout=not args.no_heldout, super_resolution=not args.no_super_resolution))
     print(f"\nwrote {Path(args.out) / 'compare.json'} and {Path(args.out) / 'compare.png'}")
     return errors.EXIT_OK
+
+
+@__import__("contextlib").contextmanager
+def _files_into(folder: Path):
+    """A temporary folder beside ``folder`` to write into; on success its files move into
+    ``folder`` (made if missing), on any failure it is removed: no partial output."""
+    import os
+    import shutil
+    from probewarp.format.atomic import temp_beside
+    made = [d for d in [folder, *folder.parents] if not d.exists()]
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_beside(folder)
+    try:
+        tmp.mkdir()
+        yield tmp
+        folder.mkdir(exist_ok=True)
+        for f in sorted(tmp.iterdir()):
+            os.replace(f, folder / f.name)
+        tmp.rmdir()
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for d in made:                  # the folders made for it, innermost first, if still empty
+            if d.exists():
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+        raise
 
 
 def _compare(label: str, run) -> dict:
@@ -242,10 +489,23 @@ def _existing(arg) -> Path:
     return path
 
 
+def _archive_input(arg) -> Path:
+    """An archive argument: an existing, readable file (ArchiveReader checks the rest)."""
+    path = _existing(arg)
+    if not path.is_file():
+        raise InputError(f"{path}: is not a file (an archive is one)")
+    try:
+        with open(path, "rb") as fh:
+            fh.read(1)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the archive ({e.strerror})") from None
+    return path
+
+
 def _with_archive(path: Path, method: str):
     """Open the archive at ``path`` and call one of its ArchiveReader methods."""
     from probewarp.format.archive import ArchiveReader
-    with ArchiveReader(path) as ar:
+    with ArchiveReader(_archive_input(path)) as ar:
         return getattr(ar, method)()
 
 
@@ -254,8 +514,7 @@ def cmd_info(args) -> int:
     if _is_archive(path):
         summary = _with_archive(path, "summary")
     else:
-        from probewarp.baker.probeset import ProbeSet
-        summary = ProbeSet.load(path).summary()
+        summary = _load_probeset(path).summary()
     if args.json:
         print(json.dumps(summary, indent=2, default=str))
     else:
@@ -270,11 +529,13 @@ def cmd_validate(args) -> int:
         _with_archive(path, "validate")
         print(f"{path}: ok")
         return errors.EXIT_OK
-    from probewarp.baker.probeset import ProbeSet
-    probes = ProbeSet.load(path, validate=False)
+    if args.sanitize and args.output is None:
+        raise InputError("--sanitize needs -o OUT: the input is never modified in place")
+    if args.output is not None and not args.sanitize:
+        raise InputError("-o OUT: only with --sanitize (a plain validate writes nothing)")
+    probes = _load_probeset(path, validate=False)
     if args.sanitize:
-        if args.output is None:
-            raise InputError("--sanitize needs -o OUT: the input is never modified in place")
+        _probeset_output(args.output)
         report = probes.validate(name=str(path), sanitize=True)
         probes.save(args.output)
         print(report.summary())
@@ -292,7 +553,25 @@ def _display_available() -> bool:
 
 def cmd_demo(args) -> int:
     """Without ARCHIVE: capture the built-in scene, bake, compare, then fly through
-    it; with ARCHIVE: fly through that archive (:mod:`probewarp.demo`)."""
+    it; with ARCHIVE: fly through that archive (:mod:`probewarp.demo`).
+
+    Each step writes its files atomically; a step that fails leaves the earlier steps'
+    (complete) files, and an output folder this run made that is still empty is removed."""
+    out = Path(args.out)
+    made = [d for d in [out, *out.absolute().parents] if not d.exists()] if args.archive is None else []
+    try:
+        return _demo(args)
+    except BaseException:
+        for d in made:
+            if d.exists():
+                try:
+                    d.rmdir()
+                except OSError:
+                    break
+        raise
+
+
+def _demo(args) -> int:
     import os
     from probewarp.demo import job
     from probewarp.demo.camera import default_path, load_path
@@ -303,6 +582,21 @@ def cmd_demo(args) -> int:
         raise InputError("--window: no display here (DISPLAY / WAYLAND_DISPLAY unset); use --headless")
     if args.window and not _has_glfw():
         raise InputError("--window needs glfw: pip install 'probewarp[window]'")
+    _at_least(args.frames, "--frames")
+    _at_least(args.page_slots, "--page-slots")
+    if any(int(v) < 1 for v in args.size):
+        raise InputError(f"--size {args.size[0]} {args.size[1]}: both must be at least 1")
+    if args.archive is None:
+        _check_grid_args(args.n, args.res, 1, None, None)
+        explicit = _prototypes(args, job.PROTOTYPES)
+        _check_codec(args, int(np.prod([int(v) for v in args.n])) if explicit else None, int(args.res),
+                     "the built-in job")
+        _folder_output(out)
+    else:
+        _archive_input(args.archive)
+    if not window and not args.no_fly:
+        _folder_output(args.fly_out or (out / job.FLY_NAME if args.archive is None
+                                        else Path(args.archive).with_suffix(".flythrough")))
     path = load_path(args.path) if args.path else None          # bad path files fail before any work
     if window:
         os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
@@ -324,11 +618,10 @@ def cmd_demo(args) -> int:
         from probewarp.capture.scene import Scene
         scene = Scene.builtin(seed=args.seed)
     else:
-        archive = _existing(args.archive)
+        archive = Path(args.archive)
         probes = None
         if args.probes:
-            from probewarp.baker.probeset import ProbeSet
-            probes = ProbeSet.load(_existing(args.probes))
+            probes = _load_probeset(args.probes)
         scene = _load_scene(args.scene, args.seed) if args.scene else None
     if args.view != "decoded" and scene is None:
         raise InputError(f"--view {args.view}: needs the ground truth, a scene to capture it from (--scene)")
@@ -445,9 +738,10 @@ def build_parser() -> argparse.ArgumentParser:
              "appears (atomically) only when every page is done.")
     sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
     sp.add_argument("-o", "--output", required=True, metavar="OUT", help="archive to write (.pwa)")
-    sp.add_argument("--prototypes", type=int, default=config.DEFAULT_PROTOTYPES, metavar="M",
+    sp.add_argument("--prototypes", type=int, default=None, metavar="M",
                     help=f"prototypes per page (default {config.DEFAULT_PROTOTYPES}: about 200 bytes a probe at "
-                    f"R = 16 with the default pages)")
+                    f"R = 16 with the default pages; capped by the probes of a smaller page; an explicit M "
+                    f"above the set's probe count is refused)")
     sp.add_argument("--taps", type=int, default=config.DEFAULT_TAPS, metavar="N",
                     help=f"prototypes blended per probe (default {config.DEFAULT_TAPS})")
     sp.add_argument("--prototype-res", type=int, default=None, metavar="RP",
@@ -509,8 +803,9 @@ def build_parser() -> argparse.ArgumentParser:
              "the other half, against blending the uncompressed neighbours). Prints a table; writes\n"
              "OUT/compare.json and the rate-distortion plot OUT/compare.png.")
     sp.add_argument("input", metavar="IN", help="probe set (.npz or .zarr)")
-    sp.add_argument("--prototypes", type=int, default=config.DEFAULT_PROTOTYPES, metavar="M",
-                    help=f"prototypes (default {config.DEFAULT_PROTOTYPES})")
+    sp.add_argument("--prototypes", type=int, default=None, metavar="M",
+                    help=f"prototypes (default {config.DEFAULT_PROTOTYPES}, capped by the probes; an explicit "
+                    f"M above the set's probe count is refused)")
     sp.add_argument("--taps", type=int, default=4, metavar="N", help="prototypes per probe (default 4)")
     sp.add_argument("--prototype-res", type=int, default=None, metavar="RP", help="prototype resolution")
     sp.add_argument("--iterations", type=int, default=config.DEFAULT_MAX_ITERATIONS,
@@ -594,7 +889,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--n", nargs=3, type=int, default=(16, 4, 16), metavar=("NX", "NY", "NZ"),
                     help="built-in job: probe grid (default 16 4 16)")
     sp.add_argument("--res", type=int, default=16, metavar="R", help="built-in job: probe resolution (default 16)")
-    sp.add_argument("--prototypes", type=int, default=16, metavar="M",
+    sp.add_argument("--prototypes", type=int, default=None, metavar="M",
                     help="built-in job: prototypes per page (default 16, the default rate)")
     sp.add_argument("--page-probes", type=int, default=128, metavar="K",
                     help="built-in job: probes per page (default 128: 8 pages to stream)")
@@ -606,12 +901,47 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _target_of(name) -> str:
+    """A path inside a temporary (``format.atomic``: ``.<stem>.<tag>-<12 hex><suffix>``) as
+    the file or folder it was to become; other paths unchanged."""
+    import re
+    p = Path(str(name))
+    for i, part in enumerate(p.parts):
+        m = re.fullmatch(r"\.(.+)\.(?:tmp|old)-[0-9a-f]{12}(.*)", part)
+        if m:
+            return str(Path(*p.parts[:i], m.group(1) + m.group(2)))
+    return str(p)
+
+
+def _os_error_message(e: OSError) -> str:
+    """``FILE: cannot write (No space left on device)``: the file the user named, not a temporary."""
+    what = e.strerror or str(e) or type(e).__name__
+    if e.filename is not None:
+        return f"{_target_of(e.filename)}: cannot write ({what})"
+    if _OUTPUTS:
+        return f"{_OUTPUTS[-1]}: cannot write ({what})"
+    return f"{type(e).__name__}: {e}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    _OUTPUTS.clear()
+    _MADE.clear()
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse: --help is 0, usage errors are 2
         return int(e.code or 0)
+    rc = errors.EXIT_RUNTIME
+    try:
+        rc = _main(args)
+    finally:
+        if rc != errors.EXIT_OK:   # a failure (or an exception on its way out) leaves no empty folder
+            _remove_made_folders()
+        _MADE.clear()
+    return rc
+
+
+def _main(args) -> int:
     try:
         return int(args.func(args))
     except InputError as e:
@@ -625,6 +955,11 @@ def main(argv: list[str] | None = None) -> int:
         return errors.EXIT_RUNTIME
     except ProbewarpError as e:
         _err(str(e))
+        return errors.EXIT_RUNTIME
+    except OSError as e:  # the disk: full, read-only, permissions (inputs were checked before any work)
+        _err(_os_error_message(e))
+        if "PROBEWARP_DEBUG" in __import__("os").environ:
+            raise
         return errors.EXIT_RUNTIME
     except Exception as e:  # anything unexpected is a runtime failure, with its cause
         _err(f"{type(e).__name__}: {e}")
