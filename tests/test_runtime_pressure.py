@@ -237,3 +237,59 @@ def test_a_page_table_claiming_huge_pages_allocates_nothing(gl, field, monkeypat
     monkeypatch.setattr(ArchiveReader, "__init__", crafted)
     with pytest.raises(InputError, match="field n_probes"):
         Streamer(gl, path, page_slots=8)
+
+
+def test_the_streamer_survives_mutated_archives(gl, field, tmp_path):
+    """60 archives whose page payloads (and hash) were mutated before
+    compression, every CRC recomputed so the checks behind them are reached
+    (fuzz/targets.py's archive_inflated mutator; byte changes and cuts): the streamer either refuses
+    the file at open with an InputError naming it, or streams it with the
+    bad pages failed and left out; its loader thread never dies and every
+    decode is finite."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fuzz.targets import deflate_archive, inflate_archive
+    from probewarp.format.errors import InputError
+    from probewarp.runtime.cubearray import CubemapArray
+    from probewarp.runtime.decode import CubemapDecoder
+    from probewarp.runtime.streamer import Streamer
+    path, _ = field
+    base = bytearray(inflate_archive(path.read_bytes()))
+    head = 4096                      # leave the header, metadata and table alone: mutate what follows
+    rng = np.random.default_rng(7)
+    pos = Decoder(path).positions
+    x = pos[::7]                                     # every page
+    refused = streamed = failed = 0
+    target = CubemapArray(gl, 4, len(x), "rgba32f")
+    try:
+        for k in range(60):
+            data = bytearray(base)
+            for _ in range(int(rng.integers(1, 8))):
+                i = int(rng.integers(min(head, len(data) - 1), len(data)))
+                if rng.random() < 0.3:                   # a cut: later blobs shift under their records
+                    del data[i:i + int(rng.integers(1, 64))]
+                else:
+                    data[i] = int(rng.integers(0, 256))
+            f = tmp_path / f"m{k}.pwa"
+            f.write_bytes(deflate_archive(bytes(data)))
+            try:
+                s = Streamer(gl, f, page_slots=16)
+            except InputError as e:
+                assert f.name in str(e)
+                refused += 1
+                continue
+            with s:
+                for p in range(0, len(x), 2):
+                    s.require(x[p:p + 2])
+                assert s.alive
+                dec = CubemapDecoder(s)
+                try:
+                    dec.decode_into(target, x)
+                    assert np.all(np.isfinite(target.read()))
+                finally:
+                    dec.release()
+                failed += len(s.failed)
+                streamed += 1
+    finally:
+        target.release()
+    assert streamed > 0 and failed > 0, (refused, streamed, failed)
+    assert not any(t.name.startswith("probewarp-streamer") for t in threading.enumerate())
