@@ -72,6 +72,7 @@ class BakeResult:
     parameters : dict, the bake's parameters (the report's ``parameters``)
     bake_report : dict, :func:`.bake.bake`'s report (loss per iteration ...)
     sanitize_report : SanitizeReport or None (``sanitize=True`` only)
+    lattice_detected : dict or None, the lattice a set without grid metadata was found on
     report_paths : dict ``{json, loss_png, error_png}`` of files written, or {}
     summary : dict, the JSON report's content (``{}`` without ``report``)
     """
@@ -91,6 +92,8 @@ class BakeResult:
     throughput: dict = field(default_factory=dict)
     border: dict = field(default_factory=dict)
     sanitize_report: SanitizeReport | None = None
+    #: the lattice found in a set without a grid description (ProbeSet.with_detected_lattice), or None
+    lattice_detected: dict | None = None
     report_paths: dict = field(default_factory=dict)
     summary: dict = field(default_factory=dict, repr=False)
 
@@ -395,6 +398,8 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
     if workers is not None and int(workers) < 1:
         raise InputError(f"workers must be >= 1, not {workers}")
     probes, srep = load_probes(source, sanitize=sanitize, validate=validate)
+    # a set exported without its grid description but lying on a lattice bakes as that grid
+    probes, lattice_detected = probes.with_detected_lattice()
     grid = probes.lattice
     engine = "dask" if (workers is not None or scheduler is not None) else "threads"
     result = bake_arrays(probes.positions, probes.faces, out, grid=grid, n_prototypes=n_prototypes,
@@ -405,6 +410,7 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
                          texel_format=texel_format, **({} if coherence is None else {"coherence": coherence}),
                          **codec_kw)
     result.sanitize_report = srep
+    result.lattice_detected = lattice_detected
     if report:
         bake_report = result.bake_report
         P = result.n_probes
@@ -415,7 +421,7 @@ def bake_probeset(source, out, *, n_prototypes=config.DEFAULT_PROTOTYPES, n_taps
             "seconds": {"bake": result.seconds["bake"], "decode_check": result.seconds["decode_check"],
                         "phases": result.seconds["phases"]},
             "throughput": result.throughput, "border": result.border,
-            "parameters": result.parameters,
+            "parameters": result.parameters, "lattice_detected": lattice_detected,
             "n_pages": result.n_pages, "page_stats": bake_report["page_stats"],
             "loss_per_iteration": bake_report["pages"]}
         if P <= REPORT_PER_PROBE_MAX:

@@ -474,6 +474,29 @@ class ProbeSet:
         names = None if self.names is None else [self.names[i] for i in idx]
         return ProbeSet(self.positions[idx], faces, names=names, source=self.source)
 
+    def with_detected_lattice(self) -> tuple["ProbeSet", dict | None]:
+        """A set without a grid description whose positions lie on a regular
+        lattice (:meth:`probewarp.format.grid.Grid.detect`) as that grid:
+        ``(set, info)``; ``info`` is None (and the set unchanged) when it has a
+        grid already or lies on none. A complete lattice in another order is
+        put in grid order (``info['reordered']``; faces stay lazy); a lattice
+        with holes becomes a sparse grid."""
+        if self.grid_shape is not None or self.n_probes < 2:
+            return self, None
+        g = Grid.detect(self.positions)
+        if g is None:
+            return self, None
+        ps, reordered = self, False
+        if not g.dense and self.n_probes == g.n_points:
+            order = np.argsort(g.ids_of(g.cells(self.positions)), kind="stable")
+            ps, reordered = self.subset(order), True
+        out = ProbeSet(ps.positions, ps.faces, names=ps.names, grid_shape=g.shape, lo=g.lo, hi=g.hi,
+                       source=self.source)
+        info = {"shape": list(g.shape), "lo": g.lo.tolist(), "hi": g.hi.tolist(),
+                "dense": bool(out.grid_dense), "holes": int(g.n_points - self.n_probes),
+                "reordered": reordered}
+        return out, info
+
     def summary(self) -> dict:
         """Count, resolution, dtype, bounding box, grid and radiance statistics.
 
@@ -499,6 +522,11 @@ class ProbeSet:
             grid = dict(shape=list(self.grid_shape),
                         lo=None if self.lo is None else np.asarray(self.lo).tolist(),
                         hi=None if self.hi is None else np.asarray(self.hi).tolist())
+        else:
+            detected = Grid.detect(self.positions) if P >= 2 else None
+            if detected is not None:
+                grid = dict(shape=list(detected.shape), lo=detected.lo.tolist(), hi=detected.hi.tolist(),
+                            detected=True, holes=int(detected.n_points - P))
         return dict(
             count=P, resolution=self.resolution, dtype=str(self.faces.dtype),
             lazy=self.is_lazy, source=self.source,

@@ -382,6 +382,11 @@ def _bake(run, n_probes: int):
         b = r.border
         print(f"  page borders: band {b['band_psnr_db']:.2f} dB, interior {b['interior_psnr_db']:.2f} dB "
               f"(gap {b['gap_db']:+.2f} dB)")
+    lat = getattr(r, "lattice_detected", None)
+    if lat:
+        print(f"  lattice detected (no grid in the input): {' x '.join(map(str, lat['shape']))}, "
+              + ("dense" if lat["dense"] else f"{lat['holes']} points without a probe")
+              + (", probes put in grid order" if lat["reordered"] else "") + ": baked and decoded as a grid")
     if paths:
         print(f"  report {paths['json']}, plots " + ", ".join(str(v) for k, v in paths.items() if k != "json"))
     return r

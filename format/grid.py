@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from probewarp.format.constants import GRID_POSITION_REL_TOL
 from probewarp.format.errors import InputError
 from probewarp.format.spatialhash import EMPTY
 
@@ -24,6 +25,10 @@ from probewarp.format.spatialhash import EMPTY
 NO_KEY = int(EMPTY)
 #: Most lattice points along one axis (lattice ids are 32-bit: see :meth:`Grid.keys`).
 MAX_AXIS_POINTS = 1 << 32
+#: :meth:`Grid.detect`: the probes must fill at least this fraction of the
+#: lattice they lie on (a quarter of a grid kept is still a grid with holes;
+#: a handful of points on a fine lattice is a scattered set).
+LATTICE_MIN_FILL = 1.0 / 16
 #: Offsets of the 8 corners of a cell: corner ``c`` is ``((c>>2)&1, (c>>1)&1, c&1)``, as in GLSL.
 CORNER_OFFSETS = np.array([[(c >> 2) & 1, (c >> 1) & 1, c & 1] for c in range(8)], np.int64)
 
@@ -94,6 +99,61 @@ class Grid:
         if not isinstance(g, dict) or not {"shape", "lo", "hi"} <= set(g):
             raise InputError(f"{where}: expected an object with shape, lo, hi, got {g!r}")
         return cls.checked(g["shape"], g["lo"], g["hi"], bool(g.get("dense", True)), where)
+
+    @classmethod
+    def detect(cls, positions, rel_tol: float = GRID_POSITION_REL_TOL,
+               min_fill: float = LATTICE_MIN_FILL) -> "Grid | None":
+        """The regular lattice ``positions`` lie on, when they lie on one (a
+        probe set exported without ``grid_shape``/``lo``/``hi``), else None.
+
+        Per axis the coordinates are clustered (within the tolerance), the
+        spacing is the smallest gap between clusters and every cluster must
+        sit on ``lo + k * spacing``; then every probe must be on its lattice
+        point by :meth:`off_lattice` (``rel_tol``, the probe sets' own grid
+        check), no two on the same point, and the probes must fill at least
+        ``min_fill`` of the lattice (any finite set lies on a fine enough
+        lattice; a grid with holes, such as a navigable area, fills a good
+        part of its own). ``dense`` when every point holds a probe and the
+        probes are in grid order (z fastest); a complete lattice in another
+        order comes back with ``dense=False``: reorder the probes
+        (``ids_of(cells(positions))``) to use it densely.
+        """
+        p = np.asarray(positions, np.float64).reshape(-1, 3)
+        P = p.shape[0]
+        if P < 2 or not np.isfinite(p).all():
+            return None
+        lo, hi = p.min(axis=0), p.max(axis=0)
+        scale = max(float(np.linalg.norm(hi - lo)), float(np.abs(p).max()), 1e-30)
+        tol = rel_tol * scale
+        shape = []
+        for a in range(3):
+            v = np.sort(p[:, a])
+            if v[-1] - v[0] <= tol:
+                shape.append(1)
+                continue
+            cut = np.flatnonzero(np.diff(v) > tol)
+            starts = np.concatenate([[0], cut + 1])
+            centres = np.add.reduceat(v, starts) / np.diff(np.concatenate([starts, [v.size]]))
+            step = float(np.diff(centres).min())
+            n = int(round((v[-1] - v[0]) / step)) + 1
+            if n > MAX_AXIS_POINTS or n > P / min_fill:
+                return None
+            step = (v[-1] - v[0]) / (n - 1)
+            k = (centres - v[0]) / step
+            if np.abs(k - np.round(k)).max() * step > tol:
+                return None
+            shape.append(n)
+        n_points = int(np.prod(shape))
+        if P < min_fill * n_points:
+            return None
+        g = cls(tuple(shape), lo, hi, True)
+        if g.off_lattice(p, rel_tol).any():
+            return None
+        ids = g.ids_of(g.cells(p))
+        if np.unique(ids).size != P:
+            return None
+        dense = P == n_points and bool(np.array_equal(ids, np.arange(P)))
+        return cls(tuple(shape), lo, hi, dense)
 
     def to_meta(self) -> dict:
         """JSON form stored in archive metadata (inverse: :meth:`from_meta`)."""
