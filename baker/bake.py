@@ -279,7 +279,7 @@ def archive_meta(n_probes: int, report: dict, grid: Grid | None = None) -> dict:
             "texel_format": report["texel_format"], "domain": report["domain"],
             "warp_miss_rule": "closest-approach", "weight_encoding": "u8/128",
             "interpolation": ("trilinear" if grid.dense else "trilinear-present-corners")
-            if grid is not None else "inverse-distance-8"}
+            if grid is not None else "tetrahedral"}
     if grid is not None:
         meta["grid"] = grid.to_meta()
     if report.get("radiance_max") is not None:      # the brightest input texel (docs/FORMAT.md)

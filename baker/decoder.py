@@ -20,9 +20,12 @@ The interpolation rule:
   blended with trilinear weights; outside the grid the position is clamped to
   the grid box *for choosing the probes and weights only*, and every
   prototype is still warped to the true position;
-- **scattered sets**: inverse-distance weights (power 2) over the 8 nearest
-  probes, exact at a probe's own position (no GLSL twin: the runtime decodes
-  grid archives only).
+- **scattered sets**: tetrahedral interpolation (:mod:`probewarp.baker.tetra`:
+  barycentric weights of the Delaunay tetrahedron around the position, the
+  projection onto the hull outside it, documented fallbacks for flat sets),
+  meta ``interpolation: tetrahedral``; archives written before it
+  (``inverse-distance-8``) keep inverse-distance weights (power 2) over the
+  8 nearest probes. No GLSL twin yet: the runtime decodes grid archives only.
 
 The blend happens in the blend domain and the result is mapped back to
 linear radiance once, as the GLSL decoder does.
@@ -38,6 +41,8 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.spatial import cKDTree
+
+from probewarp.baker.tetra import Tetrahedra
 
 from probewarp.baker import kernels as K
 from probewarp.baker.metrics import QualityAccumulator
@@ -148,6 +153,7 @@ class Decoder:
         self.grid = Grid.from_meta(meta)
         self.hash = table
         self._tree = None
+        self._tetra = None
 
     # -- the GLSL twins ------------------------------------------------------
     def pw_find_probes(self, q: np.ndarray, resident=None):
@@ -177,7 +183,15 @@ class Decoder:
             w = np.where(total > 0, w / np.where(total > 0, total, 1.0),
                          present / np.maximum(count, 1))
             return ids, w
-        if self._tree is None:
+        if self.meta.get("interpolation") == "tetrahedral":
+            if self._tetra is None:
+                self._tetra = Tetrahedra(self.positions)
+            ids4, w4 = self._tetra.weights(q)
+            ids = np.zeros((q.shape[0], 8), np.int64)
+            w = np.zeros((q.shape[0], 8))
+            ids[:, :4], w[:, :4] = ids4, w4
+            return ids, w
+        if self._tree is None:                  # archives before the tetrahedral rule
             self._tree = cKDTree(self.positions)
         k = min(8, self.positions.shape[0])
         dist, ids = self._tree.query(q, k=k)

@@ -323,3 +323,51 @@ def naive_prefilter_cube(faces: np.ndarray, R_out: int, exponent: float) -> np.n
         w = np.where(c > 0, np.maximum(c, 0) ** exponent, 0.0) * dw
         out[..., o, :] = np.einsum("...lc,l->...c", L, w) / w.sum()
     return out.reshape(faces.shape[:-4] + (6, int(R_out), int(R_out), faces.shape[-1]))
+
+
+def naive_closest_on_triangle(q, a, b, c):
+    """Closest point of triangle abc to q, by cases: the plane's projection if it
+    falls inside, else the best of the three edges (clamped segment projections).
+    Returns (squared distance, barycentric weights (3,))."""
+    n = np.cross(b - a, c - a)
+    nn = float(n @ n)
+    if nn > 0:
+        p = q - (float((q - a) @ n) / nn) * n
+        M = np.array([b - a, c - a]).T
+        uv, *_ = np.linalg.lstsq(M, p - a, rcond=None)
+        wts = np.array([1 - uv[0] - uv[1], uv[0], uv[1]])
+        if (wts >= -1e-12).all():
+            return float(np.sum((p - q) ** 2)), np.clip(wts, 0, None) / np.clip(wts, 0, None).sum()
+    best = (np.inf, None)
+    for i, j in ((0, 1), (0, 2), (1, 2)):
+        v = [a, b, c]
+        e = v[j] - v[i]
+        t = 0.0 if float(e @ e) == 0 else min(max(float((q - v[i]) @ e) / float(e @ e), 0.0), 1.0)
+        p = v[i] + t * e
+        d = float(np.sum((p - q) ** 2))
+        if d < best[0]:
+            wts = np.zeros(3)
+            wts[i], wts[j] = 1 - t, t
+            best = (d, wts)
+    return best
+
+
+def naive_tetra_weights(points, simplices, hull, q):
+    """Tetrahedral interpolation by brute force: the tetrahedron (of
+    ``simplices``) whose barycentric coordinates of q are all >= 0 (a 4 x 4
+    solve per tetrahedron), else the closest hull triangle (``hull``) and the
+    closest point's barycentric weights. Returns {probe id: weight}."""
+    q = np.asarray(q, np.float64)
+    for s in simplices:
+        P = points[s]
+        A = np.vstack([P.T, np.ones(4)])
+        b = np.linalg.solve(A, np.append(q, 1.0))
+        if (b >= -1e-10).all():
+            b = np.clip(b, 0, None)
+            return {int(i): float(v) for i, v in zip(s, b / b.sum())}
+    best = (np.inf, None, None)
+    for t in hull:
+        d, wts = naive_closest_on_triangle(q, *points[t])
+        if d < best[0]:
+            best = (d, t, wts)
+    return {int(i): float(v) for i, v in zip(best[1], best[2])}
