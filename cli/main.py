@@ -383,10 +383,13 @@ def _bake(run, n_probes: int):
         print(f"  page borders: band {b['band_psnr_db']:.2f} dB, interior {b['interior_psnr_db']:.2f} dB "
               f"(gap {b['gap_db']:+.2f} dB)")
     lat = getattr(r, "lattice_detected", None)
-    if lat:
-        print(f"  lattice detected (no grid in the input): {' x '.join(map(str, lat['shape']))}, "
-              + ("dense" if lat["dense"] else f"{lat['holes']} points without a probe")
+    if lat and lat["as_grid"]:
+        print(f"  lattice detected (no grid in the input): {' x '.join(map(str, lat['shape']))}, dense"
               + (", probes put in grid order" if lat["reordered"] else "") + ": baked and decoded as a grid")
+    elif lat:
+        print(f"  on a lattice of {' x '.join(map(str, lat['shape']))} with {lat['holes']} points without a probe: "
+              "baked as a scattered set (the tetrahedral rule decodes better between probes than a sparse "
+              "grid's; docs/FORMAT.md)")
     if paths:
         print(f"  report {paths['json']}, plots " + ", ".join(str(v) for k, v in paths.items() if k != "json"))
     return r

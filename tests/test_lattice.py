@@ -67,13 +67,16 @@ def test_a_lattice_without_metadata_bakes_exactly_as_with_it(tmp_path, order):
     b = bake_probeset(without, tmp_path / "b.pwa", **kw)
     assert a.lattice_detected is None
     assert b.lattice_detected == {"shape": list(shape), "lo": g[0].tolist(), "hi": g[-1].tolist(),
-                                  "dense": True, "holes": 0, "reordered": order == "shuffled"}
+                                  "dense": True, "holes": 0, "reordered": order == "shuffled", "as_grid": True}
     assert (tmp_path / "a.pwa").read_bytes() == (tmp_path / "b.pwa").read_bytes()
     q = g[0] + np.random.default_rng(4).random((20, 3)) * (g[-1] - g[0])
     np.testing.assert_array_equal(Decoder(tmp_path / "a.pwa").decode(q), Decoder(tmp_path / "b.pwa").decode(q))
 
 
-def test_a_lattice_with_holes_bakes_as_a_sparse_grid(tmp_path):
+def test_a_lattice_with_holes_bakes_scattered_by_default_or_as_a_sparse_grid(tmp_path):
+    """Holes: the tetrahedral rule measured better between probes than the
+    sparse grid's (benchmarks/bench_scattered.py), so such a set stays
+    scattered unless asked; both are reported."""
     from probewarp.baker.pipeline import bake_probeset
     from probewarp.format.archive import ArchiveReader
     shape = (8, 2, 8)
@@ -82,10 +85,14 @@ def test_a_lattice_with_holes_bakes_as_a_sparse_grid(tmp_path):
     keep[[0, -1]] = True
     ps = ProbeSet(positions=g[keep].astype(np.float32), faces=faces[keep])
     r = bake_probeset(ps, tmp_path / "s.pwa", n_prototypes=12, n_taps=3, page_probes=64, n_iter=1, seed=3)
-    assert r.lattice_detected["holes"] == int((~keep).sum()) and not r.lattice_detected["dense"]
+    lat = r.lattice_detected
+    assert lat["holes"] == int((~keep).sum()) and lat["shape"] == list(shape) and lat["as_grid"] is False
     with ArchiveReader(tmp_path / "s.pwa") as ar:
-        assert ar.meta["grid"]["shape"] == list(shape) and ar.meta["grid"]["dense"] is False
-        assert ar.meta["interpolation"] == "trilinear-present-corners"
+        assert ar.meta.get("grid") is None and ar.meta["interpolation"] == "tetrahedral"
+    sparse, info = ps.with_detected_lattice(holes="grid")
+    assert info["as_grid"] and not sparse.grid_dense and tuple(sparse.grid_shape) == shape
+    with pytest.raises(ValueError, match="holes"):
+        ps.with_detected_lattice(holes="maybe")
 
 
 def test_info_and_bake_say_what_was_detected(tmp_path, capsys):
