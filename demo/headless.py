@@ -108,7 +108,7 @@ def _mp4(path, frames, fps):
     except ImportError:
         return False
     h, w = frames[0].shape[:2]
-    gen = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=8,
+    gen = imageio_ffmpeg.write_frames(str(path), (w, h), fps=fps, macro_block_size=2,   # yuv420p: even sides
                                       output_params=["-loglevel", "error"])
     gen.send(None)
     for f in frames:
