@@ -30,9 +30,6 @@ Writes benchmarks/results/depth.json.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +41,7 @@ from scipy.sparse.linalg import cg
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import provenance  # noqa: E402  (benchmarks/provenance.py)
 from scenes import SCENES, scene_probes  # noqa: E402
 
 from probewarp.baker.cubemap import _cube_taps, texel_directions, texel_weights  # noqa: E402
@@ -256,14 +254,10 @@ def main():
             print(f"{scene}: sphere {row[f'sphere_M{M}']:.2f} -> refit {row[f'sphere_refit_M{M}']:.2f} dB; "
                   f"depth {row[f'depth_M{M}']:.2f} -> refit {row[f'depth_refit_M{M}']:.2f} dB", flush=True)
         rows.append(row)
-    commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "depth.json", {
-        "benchmark": "depth", "commit": commit, "factors": FACTORS.tolist(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "work")}, "rows": rows})
+        **provenance.header("depth", args), "factors": FACTORS.tolist(), "rows": rows})
     print(f"wrote {out / 'depth.json'}")
 
 

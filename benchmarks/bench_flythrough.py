@@ -20,16 +20,14 @@ Writes ``benchmarks/results/flythrough.json`` and the contact sheets
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 import numpy as np  # noqa: E402
 
@@ -94,12 +92,8 @@ def main():
             print(f"   {k:8s} probes {v:6.2f} dB  objects {s['psnr_objects_db'][k]:6.2f} dB  popping mean "
                   f"{s['popping'][k]['mean']:.4f} p95 {s['popping'][k]['p95']:.4f} max {s['popping'][k]['max']:.4f}",
                   flush=True)
-    commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
     write_json(out / "flythrough.json", {
-        "benchmark": "flythrough", "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "work")}, "scenes": rows})
+        **provenance.header("flythrough", args), "scenes": rows})
     print(f"wrote {out / 'flythrough.json'}")
 
 

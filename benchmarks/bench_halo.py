@@ -25,9 +25,6 @@ Writes benchmarks/results/halo.json and halo.png.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -35,6 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import provenance  # noqa: E402  (benchmarks/provenance.py)
 from scenes import SCENES, scene_probes  # noqa: E402
 
 
@@ -92,12 +90,7 @@ def main():
                   f"interior {b['interior_psnr_db']:.2f}, gap {b['gap_db']:+.2f} dB, "
                   f"seam {run['seam_db']:+.2f} dB, "
                   f"{r.bytes_per_probe:.1f} B/probe, {run['seconds']:.0f} s", flush=True)
-    commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
-    result = {"benchmark": "halo", "commit": commit, "machine": {"cpus": os.cpu_count(),
-              "platform": platform.platform(), "python": platform.python_version()},
-              "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "work")},
-              "bound_db": 0.3, "runs": runs}
+    result = {**provenance.header("halo", args), "bound_db": 0.3, "runs": runs}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "halo.json", result)

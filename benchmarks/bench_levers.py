@@ -29,9 +29,6 @@ Writes benchmarks/results/NAME.json (``--name``, default levers).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +38,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import provenance  # noqa: E402  (benchmarks/provenance.py)
 from scenes import SCENES, scene_probes  # noqa: E402
 
 #: (name, ProbeCodec parameters): each row adds one lever to the row before.
@@ -123,14 +121,10 @@ def main():
                   f"{row['distinct_per_cell']:5.2f} distinct/cell  held-out "
                   f"{row.get('heldout_psnr_db', float('nan')):6.2f} (neighbours "
                   f"{row.get('neighbour_psnr_db', float('nan')):6.2f})  {row['seconds']:5.1f} s", flush=True)
-    commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / f"{args.name}.json", {
-        "benchmark": "levers", "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "work", "name")}, "rows": rows})
+        **provenance.header("levers", args), "rows": rows})
     print(f"wrote {out / (args.name + '.json')}")
 
 

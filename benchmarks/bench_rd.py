@@ -28,9 +28,6 @@ Writes benchmarks/results/NAME.json and NAME.png (``--name``, default rd).
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -39,6 +36,7 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import provenance  # noqa: E402  (benchmarks/provenance.py)
 from scenes import SCENES, scene_probes  # noqa: E402
 
 FAMILIES = [("rgba16f", 1), ("bc6h", 1), ("bc7", 1), ("rgba16f", 2), ("bc6h", 2), ("bc7", 2)]
@@ -165,13 +163,7 @@ def main():
     choice = choose(runs, args.scenes)
     print("mean PSNR at equal bytes:", {k: round(v, 2) for k, v in choice["mean_over_scenes"].items()})
     print("best:", choice["best"], "(on every scene)" if choice["best_on_every_scene"] else "(on average)")
-    commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
-    result = {"benchmark": "rd", "commit": commit,
-              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                          "python": platform.python_version()},
-              "parameters": {k: v for k, v in vars(args).items() if k not in ("out", "work", "name")},
-              "runs": runs, "choice": choice}
+    result = {**provenance.header("rd", args), "runs": runs, "choice": choice}
     if baselines:
         from probewarp.baker import config
         result["baselines"] = baselines

@@ -21,9 +21,6 @@ PSNR of DESIGN-NOTES §5 over the held-out probes.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +28,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 import numpy as np  # noqa: E402
 
@@ -119,14 +117,10 @@ def main():
                 print(f"  {kind:7s} {rule:16s} probewarp {row['probewarp_psnr_db']:6.2f} dB   uncompressed "
                       f"neighbours {row['neighbours_psnr_db']:6.2f} dB   ({row['kept']} kept, "
                       f"{row['bytes_per_probe_kept']:.0f} B/probe, {bake_s:.0f} s)", flush=True)
-    commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True,
-                            cwd=HERE).stdout.strip()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "scattered.json", {
-        "benchmark": "scattered", "commit": commit,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "parameters": {k: v for k, v in vars(args).items() if k != "out"}, "rows": rows})
+        **provenance.header("scattered", args), "rows": rows})
     print(f"wrote {out / 'scattered.json'}")
 
 

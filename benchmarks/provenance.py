@@ -1,0 +1,21 @@
+"""What every benchmark JSON records about its run: the benchmark's name, the
+commit measured, the machine and the parameters (the command's options
+without its output and work folders)."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def header(benchmark: str, args, skip=("out", "work", "name")) -> dict:
+    """``{benchmark, commit, machine, parameters}`` for ``argparse`` ``args``."""
+    commit = subprocess.run(["git", "log", "-1", "--format=%h"], capture_output=True, text=True,
+                            cwd=HERE).stdout.strip()
+    return {"benchmark": benchmark, "commit": commit,
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                        "python": platform.python_version()},
+            "parameters": {k: v for k, v in vars(args).items() if k not in skip}}
