@@ -34,7 +34,7 @@ import numpy as np
 from probewarp.format import constants
 from probewarp.runtime import shaders
 from probewarp.runtime.cubearray import CubemapArray
-from probewarp.runtime.decode import CodePass, CubemapDecoder, FieldView
+from probewarp.runtime.decode import CodePass, CubemapDecoder, FieldView, write_positions
 from probewarp.runtime.ibl import DIFFUSE_EXPONENT, ROUGH_EXPONENT, Prefilter
 from probewarp.runtime.streamer import Streamer
 
@@ -133,8 +133,8 @@ class Flythrough:
                 self.sources["nearest"] = sources.NearestProbe(probes)
                 self.sources["sh2"] = sources.SHTrilinear(probes, order=2)
             self._lighting = {}
-            self._positions = None
             self._pos_buffer = None
+            self._code_buffer = None
         except Exception:
             self.release()
             raise
@@ -158,8 +158,7 @@ class Flythrough:
         weight first; page -1 for a slot that holds no page."""
         from probewarp.format import layout
         s = self.streamer
-        self._code_buffer = _positions_buffer(self.ctx, getattr(self, "_code_buffer", None),
-                                              np.asarray(position, np.float64).reshape(1, 3))
+        self._code_buffer = write_positions(self.ctx, self._code_buffer, np.reshape(position, (1, 3)))
         self.codes.run(self._code_buffer, 1)
         dt = layout.code_record_dtype(s.N)
         rec = np.frombuffer(self.codes.buffer.read(size=dt.itemsize), dt)[0]
@@ -199,7 +198,6 @@ class Flythrough:
         if source == "decoded":
             env, rough, irr = self._arrays("decoded", self.env_res)
             self.decoder.decode_into(env, q)
-            self._positions = q
         else:
             faces = self.sources[source].cubemaps(q, self.env_res)
             env, rough, irr = self._arrays(source, faces.shape[2])
@@ -245,7 +243,7 @@ class Flythrough:
         s = self.streamer
         direct = source == "decoded"
         if direct:
-            self._pos_buffer = _positions_buffer(ctx, self._pos_buffer, centres)
+            self._pos_buffer = write_positions(ctx, self._pos_buffer, centres)
             self.codes.run(self._pos_buffer, 3)
             s.bind(self.objects)
         env.bind(0)
@@ -288,17 +286,6 @@ def _prefilter_levels(r: int) -> int:
         r //= 2
         levels += 1
     return levels
-
-
-def _positions_buffer(ctx, buf, q):
-    from probewarp.format import layout
-    data = layout.pack_positions(np.asarray(q, np.float32).reshape(-1, 3))
-    if buf is None or buf.size < data.nbytes:
-        if buf is not None:
-            buf.release()
-        buf = ctx.buffer(reserve=max(data.nbytes, 256))
-    buf.write(data.tobytes())
-    return buf
 
 
 class Presenter:

@@ -169,7 +169,6 @@ def run_headless(archive, out, *, path, scene=None, probes=None, truth=None, siz
             raise ValueError(f"view {view!r} needs the ground truth (a scene); only 'decoded' without one")
         targets = _Targets(ctx, (W, H), srcs)
         pres = Presenter(ctx, gain=ERROR_GAIN)
-        probe_r = CubemapArray(ctx, ft.R, 4, "rgba32f")
         R = ft.R
         frame_ms, per_frame, rows, video_frames = [], [], [], []
         mse = {s: [] for s in srcs if s != "truth"}
@@ -185,12 +184,18 @@ def run_headless(archive, out, *, path, scene=None, probes=None, truth=None, siz
                 t0 = time.perf_counter()
                 counts = ft.stream(cam, wait=wait)
                 targets.fbo["decoded"].use()
-                ft.render(cam, (W, H), "decoded")
+                lighting = ft.light("decoded", cam)
+                ft.render(cam, (W, H), "decoded", lighting=lighting)
                 ctx.finish()
                 frame_ms.append((time.perf_counter() - t0) * 1e3)
                 q = ft.lighting_positions(cam)
-                ft.decoder.decode_into(probe_r, q)
-                dec_R = probe_r.read()[..., :3]
+                if lighting[0].resolution == R:          # the lighting cubemaps are the decode at R
+                    dec_R = lighting[0].read()[..., :3]
+                else:
+                    if probe_r is None:
+                        probe_r = CubemapArray(ctx, R, 4, "rgba32f")
+                    ft.decoder.decode_into(probe_r, q)
+                    dec_R = probe_r.read()[..., :3]
                 imgs = {"decoded": targets.read_float("decoded")}
                 faces_R = {"decoded": dec_R}
                 for s in srcs[1:]:

@@ -73,7 +73,7 @@ class CubemapDecoder:
         if first_layer < 0 or first_layer + Q > target.layers:
             raise ValueError(f"layers [{first_layer}, {first_layer + Q}) out of [0, {target.layers})")
         R = target.resolution
-        self._positions = _write_positions(self.ctx, self._positions, q)
+        self._positions = write_positions(self.ctx, self._positions, q)
         s = self.streamer
         if not self.code_per_texel:
             self.codes.run(self._positions, Q)          # binds the code records
@@ -100,8 +100,10 @@ class CubemapDecoder:
         self.program.release()
 
 
-def _write_positions(ctx, buf, q):
-    """(Q, 3) float32 -> an SSBO of ``layout.POSITION_DTYPE`` (reused when large enough)."""
+def write_positions(ctx, buf, q):
+    """(Q, 3) positions -> an SSBO of ``layout.POSITION_DTYPE`` for the passes here and a
+    host's own (``CodePass.run``); ``buf`` is reused when large enough, else released and
+    replaced. Returns the buffer to keep."""
     data = layout.pack_positions(q)
     if buf is None or buf.size < data.nbytes:
         if buf is not None:
@@ -240,7 +242,7 @@ class FieldView:
         ensure_alive(self.ctx, "FieldView.render")
         s = self.streamer
         x = np.asarray(position, np.float32).reshape(1, 3)
-        self._positions = _write_positions(self.ctx, self._positions, x)
+        self._positions = write_positions(self.ctx, self._positions, x)
         self.codes.run(self._positions, 1)
         w, h = int(viewport[0]), int(viewport[1])
         tan_half = math.tan(math.radians(fov_y_deg) / 2)
