@@ -108,13 +108,21 @@ def _check_writable(out, folder_ok: bool = False, label=None) -> Path:
     os.close(fd)
     os.unlink(probe)
     _OUTPUTS.append(label or out)
-    folders = [Path(label)] if label is not None else []
-    _MADE.extend(f for f in folders + list(out.absolute().parents) if not f.exists() and f not in _MADE)
+    _remember_made(([Path(label)] if label is not None else []) + list(out.absolute().parents))
     return out
 
 
+def _remember_made(folders) -> None:
+    """Note the ``folders`` that do not exist yet: a failed command removes those it
+    made, if still empty (:func:`_remove_made_folders`)."""
+    for f in folders:
+        f = Path(f).absolute()
+        if not f.exists() and f not in _MADE:
+            _MADE.append(f)
+
+
 def _remove_made_folders() -> None:
-    for d in _MADE:
+    for d in sorted(_MADE, key=lambda f: len(f.parts), reverse=True):      # innermost first
         if d.is_dir() and not d.is_symlink():
             try:
                 d.rmdir()
@@ -451,7 +459,7 @@ def _files_into(folder: Path):
     import os
     import shutil
     from probewarp.format.atomic import temp_beside
-    made = [d for d in [folder, *folder.parents] if not d.exists()]
+    _remember_made([folder, *folder.absolute().parents])
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_beside(folder)
     try:
@@ -463,12 +471,6 @@ def _files_into(folder: Path):
         tmp.rmdir()
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        for d in made:                  # the folders made for it, innermost first, if still empty
-            if d.exists():
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
         raise
 
 
@@ -565,18 +567,10 @@ def cmd_demo(args) -> int:
 
     Each step writes its files atomically; a step that fails leaves the earlier steps'
     (complete) files, and an output folder this run made that is still empty is removed."""
-    out = Path(args.out)
-    made = [d for d in [out, *out.absolute().parents] if not d.exists()] if args.archive is None else []
-    try:
-        return _demo(args)
-    except BaseException:
-        for d in made:
-            if d.exists():
-                try:
-                    d.rmdir()
-                except OSError:
-                    break
-        raise
+    if args.archive is None:
+        out = Path(args.out)
+        _remember_made([out, *out.absolute().parents])
+    return _demo(args)
 
 
 def _demo(args) -> int:
