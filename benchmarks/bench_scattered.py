@@ -17,6 +17,8 @@ detection finds (the grid rule) and forced scattered (the tetrahedral rule).
 PSNR of DESIGN-NOTES §5 over the held-out probes.
 
     .venv/bin/python benchmarks/bench_scattered.py      # -> benchmarks/results/scattered.json
+    .venv/bin/python benchmarks/bench_scattered.py --keep 0.5 --name scattered_keep50
+    .venv/bin/python benchmarks/bench_scattered.py --keep 0.75 --scenes town --name scattered_keep75
 """
 from __future__ import annotations
 
@@ -70,6 +72,7 @@ def main():
     ap.add_argument("--prototypes", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "results"))
+    ap.add_argument("--name", default="scattered", help="results file NAME.json (default scattered)")
     args = ap.parse_args()
     from probewarp.baker.decoder import Decoder
     from probewarp.baker.pipeline import bake_arrays
@@ -119,9 +122,9 @@ def main():
                       f"{row['bytes_per_probe_kept']:.0f} B/probe, {bake_s:.0f} s)", flush=True)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "scattered.json", {
+    write_json(out / f"{args.name}.json", {
         **provenance.header("scattered", args), "rows": rows})
-    print(f"wrote {out / 'scattered.json'}")
+    print(f"wrote {out / (args.name + '.json')}")
 
 
 if __name__ == "__main__":
