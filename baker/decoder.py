@@ -23,9 +23,12 @@ The interpolation rule:
 - **scattered sets**: tetrahedral interpolation (:mod:`probewarp.baker.tetra`:
   barycentric weights of the Delaunay tetrahedron around the position, the
   projection onto the hull outside it, documented fallbacks for flat sets),
-  meta ``interpolation: tetrahedral``; archives written before it
-  (``inverse-distance-8``) keep inverse-distance weights (power 2) over the
-  8 nearest probes. No GLSL twin yet: the runtime decodes grid archives only.
+  meta ``interpolation: tetrahedral``, answered from the archive's stored
+  index (:mod:`probewarp.format.tetindex`, version 4; built from the
+  positions for earlier files) by :func:`probewarp.format.tetindex.lookup`,
+  the twin of the GLSL ``PW_SCATTERED`` path; archives written before the
+  tetrahedral rule (``inverse-distance-8``) keep inverse-distance weights
+  (power 2) over the 8 nearest probes (no GLSL twin: the runtime refuses them).
 
 The blend happens in the blend domain and the result is mapped back to
 linear radiance once, as the GLSL decoder does.
@@ -42,14 +45,14 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from probewarp.baker.tetra import Tetrahedra
+from probewarp.baker.tetra import build_index
 
 from probewarp.baker import kernels as K
 from probewarp.baker.metrics import QualityAccumulator
 from probewarp.baker.domain import from_domain, sub_directions
 from probewarp.baker.warp import warp_directions
-from probewarp.format import spatialhash
-from probewarp.format.archive import ArchiveReader, blend_max, build_hash
+from probewarp.format import spatialhash, tetindex
+from probewarp.format.archive import ArchiveReader, blend_max, build_hash, needs_tet_index, page_records
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
 
@@ -123,11 +126,13 @@ class Decoder:
         if isinstance(source, tuple):
             pages, meta = source
             table = build_hash(meta, pages) if meta.get("grid") is not None else None
+            tet = None
         else:
             with ArchiveReader(source) as ar:
                 meta = ar.meta
                 pages = [ar.page(i) for i in range(ar.n_pages)]
                 table = ar.hash()
+                tet = ar.tet_index()
         self.meta = meta
         self.domain = meta["domain"]
         #: blend values above this decode as it (format.archive.blend_max)
@@ -153,7 +158,12 @@ class Decoder:
         self.grid = Grid.from_meta(meta)
         self.hash = table
         self._tree = None
-        self._tetra = None
+        #: scattered sets: the tetrahedral index (stored, or built for older files)
+        self.tet_index = tet
+        if tet is None and needs_tet_index(meta):
+            self.tet_index = build_index(self.positions, page_records([pg.probe_ids for pg in pages], P))
+        if self.tet_index is not None:
+            self._probe_page = spatialhash.split_record(self.tet_index.probes["record"])[0].astype(np.int64)
 
     # -- the GLSL twins ------------------------------------------------------
     def pw_find_probes(self, q: np.ndarray, resident=None):
@@ -183,10 +193,14 @@ class Decoder:
             w = np.where(total > 0, w / np.where(total > 0, total, 1.0),
                          present / np.maximum(count, 1))
             return ids, w
-        if self.meta.get("interpolation") == "tetrahedral":
-            if self._tetra is None:
-                self._tetra = Tetrahedra(self.positions)
-            ids4, w4 = self._tetra.weights(q)
+        if self.tet_index is not None:
+            ids4, w4, k = tetindex.lookup(self.tet_index, q, with_corners=True)
+            if resident is not None:          # the grid rule for corners on absent pages (GLSL too)
+                present = (np.arange(4) < k[:, None]) & np.asarray(resident, bool)[self._probe_page[ids4]]
+                w4 = np.where(present, w4, 0.0)
+                total = w4.sum(axis=1, keepdims=True)
+                count = present.sum(axis=1, keepdims=True)
+                w4 = np.where(total > 0, w4 / np.where(total > 0, total, 1.0), present / np.maximum(count, 1))
             ids = np.zeros((q.shape[0], 8), np.int64)
             w = np.zeros((q.shape[0], 8))
             ids[:, :4], w[:, :4] = ids4, w4

@@ -36,7 +36,8 @@ from probewarp.baker.checkpoint import Checkpoint, checkpoint_dir
 from probewarp.baker.decoder import Decoder
 from probewarp.baker.probeset import ProbeSet
 from probewarp.baker.prototypes import ProbeCodec
-from probewarp.format.archive import VERSION, finalize_meta, write_encoded
+from probewarp.baker.tetra import build_index
+from probewarp.format.archive import VERSION, finalize_meta, needs_tet_index, page_records, write_encoded
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
 
@@ -281,7 +282,11 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
         if progress is not None:
             progress(n_pages - 1, n_pages, "write", {})
         pages = [encoded[i] for i in range(n_pages)]
-        size = write_encoded(out, meta, pages, ckpt.blob if ckpt is not None else blobs.__getitem__)
+        tet_index = None
+        if needs_tet_index(meta):           # scattered: the GPU-ready tetrahedral index (format/tetindex.py)
+            tet_index = build_index(positions, page_records([t.ids for t in tasks], P))
+        size = write_encoded(out, meta, pages, ckpt.blob if ckpt is not None else blobs.__getitem__,
+                             tet_index=tet_index)
     except BaseException:
         if ckpt is not None:
             if any(ckpt.page_path(i).exists() for i in range(n_pages)):

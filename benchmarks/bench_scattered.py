@@ -14,7 +14,11 @@ rate of M per probe) and decoded at the held-out positions, against blending
 the uncompressed kept probes with the same interpolation rule (linear
 radiance, no warp). The subset is decoded twice: as the sparse grid lattice
 detection finds (the grid rule) and forced scattered (the tetrahedral rule).
-PSNR of DESIGN-NOTES §5 over the held-out probes.
+PSNR of DESIGN-NOTES §5 over the held-out probes, decoded by the CPU
+reference decoder and by the GL runtime (the streamer and GLSL
+``pw_find_probes``; skipped with ``--no-gl``); the archive's bytes per kept
+probe include its index (the spatial hash, or the tetrahedral index of
+scattered sets), also given alone.
 
     .venv/bin/python benchmarks/bench_scattered.py      # -> benchmarks/results/scattered.json
     .venv/bin/python benchmarks/bench_scattered.py --keep 0.5 --name scattered_keep50
@@ -73,7 +77,14 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=str(HERE / "results"))
     ap.add_argument("--name", default="scattered", help="results file NAME.json (default scattered)")
+    ap.add_argument("--no-gl", action="store_true", help="skip the GL runtime's decode")
     args = ap.parse_args()
+    from probewarp.format.archive import ArchiveReader
+    ctx = None
+    if not args.no_gl:
+        from probewarp.runtime.context import create_context
+        from probewarp.runtime.decode import decode_gl
+        ctx = create_context()
     from probewarp.baker.decoder import Decoder
     from probewarp.baker.pipeline import bake_arrays
     from probewarp.baker.probeset import ProbeSet
@@ -108,6 +119,10 @@ def main():
                     dec = Decoder(Path(tmp) / "t.pwa")
                     got = dec.decode(qp)
                     interp = dec.meta["interpolation"]
+                    with ArchiveReader(Path(tmp) / "t.pwa") as ar:
+                        summ = ar.summary()
+                    index = summ["tetra_index"] or summ["hash"]
+                    gl = decode_gl(Path(tmp) / "t.pwa", qp, ctx=ctx) if ctx is not None else None
                 if grid is not None:
                     base = neighbour_blend(tp, tf, grid.shape, grid.lo, grid.hi, qp)
                 else:
@@ -115,9 +130,13 @@ def main():
                 row = {"scene": name, "set": kind, "rule": rule, "interpolation": interp,
                        "kept": int(keep.sum()), "held_out": int((~keep).sum()),
                        "probewarp_psnr_db": psnr(qf, got), "neighbours_psnr_db": psnr(qf, base),
-                       "bytes_per_probe_kept": r.bytes_per_probe, "bake_seconds": bake_s}
+                       "bytes_per_probe_kept": r.bytes_per_probe,
+                       "index_bytes_per_probe_kept": index["bytes"] / int(keep.sum()), "bake_seconds": bake_s}
+                if gl is not None:
+                    row["probewarp_gl_psnr_db"] = psnr(qf, gl)
                 rows.append(row)
-                print(f"  {kind:7s} {rule:16s} probewarp {row['probewarp_psnr_db']:6.2f} dB   uncompressed "
+                print(f"  {kind:7s} {rule:16s} probewarp {row['probewarp_psnr_db']:6.2f} dB "
+                      f"(GL {row.get('probewarp_gl_psnr_db', float('nan')):6.2f})   uncompressed "
                       f"neighbours {row['neighbours_psnr_db']:6.2f} dB   ({row['kept']} kept, "
                       f"{row['bytes_per_probe_kept']:.0f} B/probe, {bake_s:.0f} s)", flush=True)
     out = Path(args.out)

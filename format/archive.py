@@ -1,10 +1,10 @@
 """The probewarp archive (``.pwa``): a versioned, page-based, checksummed file.
 
-Layout, version 3 (all integers little-endian; see docs/FORMAT.md)::
+Layout, version 4 (all integers little-endian; see docs/FORMAT.md)::
 
     offset 0   header, 64 bytes
                magic     8s   b"PWARCH\\x00\\x01"
-               version   u32  3
+               version   u32  4
                flags     u32  0 (reserved)
                meta_len  u64  length of the JSON metadata that follows
                table_off u64  offset of the page table
@@ -17,7 +17,9 @@ Layout, version 3 (all integers little-endian; see docs/FORMAT.md)::
     64         metadata, JSON (UTF-8), meta_len bytes, then its CRC-32 (u32)
     table_off  page table, n_pages records of PAGE_DTYPE, then its CRC-32 (u32)
     hash_off   grid sets: the spatial hash (:mod:`.spatialhash`), an lz4 frame
-               of its (capacity, 2) uint32 table, GPU-ready
+               of its (capacity, 2) uint32 table, GPU-ready; scattered sets
+               (version 4): the tetrahedral index (:mod:`.tetindex`), an lz4
+               frame of its probes, simplices and cell lists, GPU-ready
     ...        pages: each an lz4 frame of the page payload; CRC-32 of the
                compressed bytes in its page-table record
 
@@ -60,14 +62,14 @@ from pathlib import Path
 import lz4.frame
 import numpy as np
 
-from probewarp.format import constants, spatialhash, texformats
+from probewarp.format import constants, spatialhash, tetindex, texformats
 from probewarp.format.atomic import atomic_path
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
 
 MAGIC = b"PWARCH\x00\x01"
-VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 HEADER = struct.Struct("<8sIIQQIQQI4x")        # 60 bytes, then the CRC (u32)
 HEADER_SIZE = HEADER.size + 4
 assert HEADER_SIZE == 64
@@ -334,20 +336,42 @@ def encode_page(page: Page, meta: dict) -> tuple[EncodedPage, bytes]:
     return enc, comp
 
 
-def write_archive(path, meta: dict, pages: list[Page]) -> int:
+def needs_tet_index(meta: dict) -> bool:
+    """True for archives whose decoders use the tetrahedral rule (scattered sets
+    with ``interpolation: tetrahedral``): version 4 stores their index."""
+    return meta.get("grid") is None and meta.get("interpolation") == "tetrahedral"
+
+
+def page_records(pages_probe_ids, n_probes: int) -> np.ndarray:
+    """(n_probes,) uint32 record ``page << 16 | local`` of every probe, from each
+    page's probe ids in page order (what a tetrahedral index stores)."""
+    rec = np.full(int(n_probes), spatialhash.EMPTY, np.uint32)
+    for p, ids in enumerate(pages_probe_ids):
+        ids = np.asarray(ids, np.int64)
+        if ids.size > spatialhash.MAX_PAGE_PROBES:
+            raise ValueError(f"page {p} holds {ids.size} probes; pages hold at most {spatialhash.MAX_PAGE_PROBES}")
+        rec[ids] = spatialhash.record(np.full(ids.size, p), np.arange(ids.size))
+    if (rec == spatialhash.EMPTY).any():
+        raise ValueError(f"probe {int(np.flatnonzero(rec == spatialhash.EMPTY)[0])} is on no page")
+    return rec
+
+
+def write_archive(path, meta: dict, pages: list[Page], tet_index=None) -> int:
     """Write pages atomically; returns the file size in bytes.
 
     ``meta`` needs: n_probes, probe_res, prototype_res, n_taps, texel_format,
     domain; optional grid (shape, lo, hi) and anything JSON-serialisable.
     All pages are held in memory: a bake of many pages streams them through
-    :func:`write_encoded` instead.
+    :func:`write_encoded` instead. Scattered sets with the tetrahedral rule
+    need ``tet_index`` (:func:`probewarp.baker.tetra.index_for_pages`; the
+    builder needs qhull, which this package does not import).
     """
     meta = finalize_meta(meta, len(pages))
     encoded = [encode_page(pg, meta) for pg in pages]
-    return write_encoded(path, meta, [e for e, _ in encoded], lambda i: encoded[i][1])
+    return write_encoded(path, meta, [e for e, _ in encoded], lambda i: encoded[i][1], tet_index=tet_index)
 
 
-def write_encoded(path, meta: dict, pages: list[EncodedPage], blob, progress=None) -> int:
+def write_encoded(path, meta: dict, pages: list[EncodedPage], blob, progress=None, tet_index=None) -> int:
     """Write an archive from encoded pages, streaming their blobs; returns the size.
 
     ``meta``: the :func:`finalize_meta` form the pages were encoded with;
@@ -355,7 +379,9 @@ def write_encoded(path, meta: dict, pages: list[EncodedPage], blob, progress=Non
     checkpoint), called once per page in order, so memory holds one page.
     The file is written to a temporary name beside ``path`` whose header
     (with the magic) is written last, then renamed: a killed writer leaves
-    no file that looks like an archive.
+    no file that looks like an archive. Scattered sets with the tetrahedral
+    rule need ``tet_index`` (:class:`.tetindex.TetIndex`, built over the
+    pages' probes: :func:`probewarp.baker.tetra.build_index`).
     """
     path = Path(path)
     meta = dict(meta)
@@ -371,6 +397,13 @@ def write_encoded(path, meta: dict, pages: list[EncodedPage], blob, progress=Non
                         "n_keys": int(sum(pg.n_probes for pg in pages)),
                         "function": "fmix32(lattice id) & (capacity-1), linear probing",
                         "record": "page << 16 | local"}
+    elif needs_tet_index(meta):
+        if tet_index is None:
+            raise ValueError("a scattered archive with the tetrahedral rule needs its index (tet_index)")
+        if tet_index.probes.size != int(meta["n_probes"]):
+            raise ValueError(f"the index holds {tet_index.probes.size} probes, the archive {meta['n_probes']}")
+        hash_blob = lz4.frame.compress(tet_index.to_bytes(), compression_level=9)
+        meta["tetra_index"] = tet_index.meta()
     table = np.zeros(len(pages), PAGE_DTYPE)
     for i, pg in enumerate(pages):
         rec = table[i]
@@ -529,7 +562,28 @@ class ArchiveReader:
             self.prototype_levels = 1 if fmt in texformats.BLOCK_FORMATS else texformats.mip_level_count(
                 self.meta["prototype_res"], self.meta["probe_res"], fmt)
         self._hash = None
-        if hash_off or hash_len:
+        self._tet = None
+        tet_meta = self.meta.get("tetra_index")
+        if self.meta.get("grid") is None and (hash_off or hash_len or tet_meta is not None):
+            # scattered sets (version 4): the section holds the tetrahedral index
+            if version < 4 or not needs_tet_index(self.meta):
+                raise InputError(f"{p}: field tetra_index: only version 4 archives of scattered sets with "
+                                 f"interpolation 'tetrahedral' store an index (version {version}, "
+                                 f"interpolation {self.meta.get('interpolation')!r})")
+            tetindex.check_meta(tet_meta, self.meta["n_probes"], f"{p}: field tetra_index")
+            if hash_off != end or end + hash_len > size or not hash_len:
+                raise InputError(f"{p}: field tetra_index: truncated or misplaced (offset {hash_off}, "
+                                 f"size {hash_len}, file {size} bytes)")
+            if zlib.crc32(mm[hash_off:hash_off + hash_len]) != hash_crc:
+                raise InputError(f"{p}: field tetra_index: checksum mismatch")
+            if tet_meta["raw_size"] > LZ4_MAX_RATIO * hash_len + LZ4_SLACK:
+                raise InputError(f"{p}: field tetra_index: {tet_meta['raw_size']} bytes cannot come from "
+                                 f"{hash_len} compressed bytes")
+            self._hash_blob = (hash_off, hash_len, hash_crc)
+            end += hash_len
+        elif version >= 4 and needs_tet_index(self.meta):
+            raise InputError(f"{p}: field tetra_index: a version 4 scattered archive without its index")
+        elif hash_off or hash_len:
             if hash_off != end or end + hash_len > size:
                 raise InputError(f"{p}: field hash: truncated or misplaced (offset {hash_off}, "
                                  f"size {hash_len}, file {size} bytes)")
@@ -616,6 +670,23 @@ class ArchiveReader:
                 self._hash = (np.frombuffer(raw, "<u4").reshape(cap, 2).copy(), mp)
         return self._hash
 
+    def tet_index(self):
+        """The tetrahedral index of a version 4 scattered archive
+        (:class:`.tetindex.TetIndex`, checked: every id the decoders follow
+        lands in its buffer), or None (grid sets; scattered archives before
+        version 4, whose decoders build it from the positions)."""
+        if self.meta.get("grid") is not None or self.meta.get("tetra_index") is None:
+            return None
+        if self._tet is None:
+            off, n, _ = self._hash_blob
+            m = self.meta["tetra_index"]
+            where = f"{self.path}: field tetra_index"
+            raw = lz4_decompress_bounded(self._mm[off:off + n], m["raw_size"], where)
+            if self.table.size and (self.table["n_probes"] > spatialhash.MAX_PAGE_PROBES).any():
+                raise InputError(f"{where}: a page holds more than {spatialhash.MAX_PAGE_PROBES} probes")
+            self._tet = tetindex.from_bytes(raw, m, self.table["n_probes"], where)
+        return self._tet
+
     def page(self, i: int) -> Page:
         """Page ``i``, checked and decoded to float (see :class:`Page`)."""
         raw = self._page_bytes(i)
@@ -667,6 +738,18 @@ class ArchiveReader:
                                  f"lattice points ({e})") from None
             if not np.array_equal(table, expect):
                 raise InputError(f"{self.path}: field hash: does not map the pages' probes")
+        tet = self.tet_index()
+        if tet is not None:
+            try:
+                rec = page_records([pg.probe_ids for pg in pages], self.meta["n_probes"])
+            except (ValueError, IndexError) as e:
+                raise InputError(f"{self.path}: field probe_ids: the pages' probes are not each probe once ({e})") from None
+            pos = np.zeros((int(self.meta["n_probes"]), 3), np.float32)
+            for pg in pages:
+                pos[pg.probe_ids] = pg.positions
+            if not np.array_equal(tet.probes["record"], rec) or not np.array_equal(tet.probes["xyz"], pos):
+                raise InputError(f"{self.path}: field tetra_index: its probes' records or positions are not "
+                                 "the pages'")
 
     def summary(self) -> dict:
         m = self.meta
@@ -677,7 +760,9 @@ class ArchiveReader:
                 "domain": m["domain"], "grid": m.get("grid"),
                 "hash": None if m.get("grid") is None else {
                     "capacity": self.hash()[0].shape[0], "max_probe": self.hash()[1],
-                    "bytes": int(self._hash_blob[1]) if self.version >= 2 else 0}}
+                    "bytes": int(self._hash_blob[1]) if self.version >= 2 else 0},
+                "tetra_index": None if m.get("tetra_index") is None else dict(
+                    m["tetra_index"], bytes=int(self._hash_blob[1]))}
 
     def close(self):
         if getattr(self, "_mm", None) is not None:

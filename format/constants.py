@@ -45,3 +45,13 @@ SANITIZE_POSINF_VALUE = FP16_MAX
 #: Format tag and version written into chunked stores' attributes.
 PROBESET_FORMAT = "probewarp.probeset"
 PROBESET_FORMAT_VERSION = 1
+
+# --- tetrahedral interpolation of scattered sets (docs/FORMAT.md) ---------------
+#: A query is inside a tetrahedron when its smallest barycentric coordinate is
+#: at least ``-TET_INSIDE_EPS`` (float32 GPUs resolve positions to ~1e-7 of the
+#: set's extent; a point this close outside a face gets that tetrahedron's
+#: clipped, renormalised weights, which differ from the neighbour's by as little).
+TET_INSIDE_EPS = 1.0e-5
+#: A tetrahedron whose |det| is below this fraction of the product of its edge
+#: lengths is flat (a sliver of cospherical points) and never holds a query.
+TET_FLAT_REL = 1.0e-9

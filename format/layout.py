@@ -27,6 +27,11 @@ Records (std430, little-endian; byte offsets in the comments):
   (code_at.cs, decode_cubemap.cs).
 - :func:`code_record_dtype`: one position's merged code, written by
   code_at.cs and read by decode_cubemap.cs / field_view.fs.
+- scattered sets (:mod:`.tetindex`): :data:`PROBE_DTYPE` (16 bytes: a
+  probe's position and record), :data:`SIMPLEX_DTYPE` (16 bytes: up to 4
+  probe ids, :data:`SIMPLEX_NONE` in unused slots) and the cell list
+  (``uint``: offsets, then element ids), read by GLSL ``pw_find_probes``
+  when ``PW_SCATTERED`` is 1.
 """
 from __future__ import annotations
 
@@ -90,9 +95,23 @@ def code_record_dtype(n_taps: int) -> np.dtype:
                      ("entries", CODE_ENTRY_DTYPE, (CODE_CORNERS * int(n_taps),))])
 
 
+# --- scattered sets: the tetrahedral index (format/tetindex.py) --------------------
+PROBE_DTYPE = np.dtype([
+    ("xyz", "<f4", 3),         # 0   probe position (as the pages store it, float32)
+    ("record", "<u4"),         # 12  page << RECORD_PAGE_SHIFT | local
+])                             # 16 bytes
+#: Unused corner of a simplex record (triangles, segments, points).
+SIMPLEX_NONE = HASH_EMPTY
+SIMPLEX_DTYPE = np.dtype([
+    ("probes", "<u4", 4),      # 0   probe ids; 4: tetrahedron, 3: triangle, 2: segment, 1: point
+])                             # 16 bytes
+CELL_DTYPE = np.dtype("<u4")
+
 # --- binding points and texture units ----------------------------------------------
 #: SSBO binding points of common_probewarp.glsl (Streamer.bind).
-BINDINGS = {"hash": 8, "pages": 9, "codes": 10, "spheres": 11}
+BINDINGS = {"hash": 8, "pages": 9, "codes": 10, "spheres": 11,
+            # scattered sets (PW_SCATTERED 1) in place of the hash
+            "probes": 12, "simplices": 13, "cells": 14}
 #: First texture unit of ``pw_prototypes[]`` (one unit per cube-map array).
 UNIT_PROTOTYPES = 8
 #: Most cube-map arrays the include can address.
@@ -104,6 +123,11 @@ BINDING_CODE_RECORDS = 1
 #: Uniforms common_probewarp.glsl declares; Streamer.uniforms() sets exactly these.
 UNIFORMS = ("pw_grid_lo", "pw_grid_step", "pw_grid_shape", "pw_hash_mask", "pw_hash_max_probe",
             "pw_page_probes", "pw_slot_prototypes", "pw_pages_per_array", "pw_prototype_res", "pw_max_lod")
+#: The uniforms of a program compiled for a scattered archive (PW_SCATTERED 1):
+#: the cell grid of the tetrahedral index instead of the lattice and hash.
+SCATTERED_UNIFORMS = ("pw_cell_lo", "pw_cell_hi", "pw_cell_scale", "pw_cell_shape", "pw_cell_max_items",
+                      "pw_page_probes", "pw_slot_prototypes", "pw_pages_per_array", "pw_prototype_res",
+                      "pw_max_lod")
 
 
 # --- pack (host) -------------------------------------------------------------------
@@ -136,6 +160,23 @@ def pack_hash(table: np.ndarray) -> np.ndarray:
     return t.view(HASH_ENTRY_DTYPE).reshape(-1)
 
 
+def pack_probes(positions: np.ndarray, records: np.ndarray) -> np.ndarray:
+    """(P, 3) positions and (P,) records -> (P,) :data:`PROBE_DTYPE`."""
+    p = np.asarray(positions, np.float32).reshape(-1, 3)
+    out = np.zeros(p.shape[0], PROBE_DTYPE)
+    out["xyz"] = p
+    out["record"] = np.asarray(records, np.uint32).reshape(-1)
+    return out
+
+
+def pack_simplices(ids: np.ndarray) -> np.ndarray:
+    """(E, 4) probe ids, negative (or SIMPLEX_NONE) where unused -> (E,) :data:`SIMPLEX_DTYPE`."""
+    a = np.asarray(ids, np.int64).reshape(-1, 4)
+    out = np.zeros(a.shape[0], SIMPLEX_DTYPE)
+    out["probes"] = np.where(a < 0, int(SIMPLEX_NONE), a).astype(np.uint32)
+    return out
+
+
 def pack_positions(positions: np.ndarray) -> np.ndarray:
     """(Q, 3) -> (Q,) :data:`POSITION_DTYPE`."""
     q = np.asarray(positions, np.float32).reshape(-1, 3)
@@ -164,6 +205,9 @@ def glsl_defines() -> dict:
         "PW_RECORD_PAGE_SHIFT": f"{RECORD_PAGE_SHIFT}u", "PW_RECORD_LOCAL_MASK": f"0x{RECORD_LOCAL_MASK:X}u",
         "PW_EMPTY": f"0x{HASH_EMPTY:X}u", "PW_PAGE_ABSENT": PAGE_ABSENT,
         "PW_TONEMAP_GAMMA": _float(constants.TONEMAP_GAMMA), "PW_TONEMAP_Y_MAX": _float(constants.TONEMAP_Y_MAX),
+        "PW_BINDING_PROBES": BINDINGS["probes"], "PW_BINDING_SIMPLICES": BINDINGS["simplices"],
+        "PW_BINDING_CELLS": BINDINGS["cells"], "PW_SIMPLEX_NONE": f"0x{SIMPLEX_NONE:X}u",
+        "PW_TET_INSIDE_EPS": _float(constants.TET_INSIDE_EPS), "PW_TET_FLAT_REL": _float(constants.TET_FLAT_REL),
     }
 
 
@@ -171,7 +215,8 @@ _SCALARS = {"<f4": "float", "<u4": "uint", "<i4": "int"}
 #: Structs of the generated header (GLSL name, dtype); arrays of struct
 #: records whose length depends on PW_N_TAPS are written with PW_MAX_CODE.
 _STRUCTS = [("PwSphere", SPHERE_DTYPE), ("PwHashEntry", HASH_ENTRY_DTYPE), ("PwPosition", POSITION_DTYPE),
-            ("PwCodeEntry", CODE_ENTRY_DTYPE), ("PwCodeRecord", code_record_dtype(1))]
+            ("PwCodeEntry", CODE_ENTRY_DTYPE), ("PwCodeRecord", code_record_dtype(1)),
+            ("PwProbe", PROBE_DTYPE), ("PwSimplex", SIMPLEX_DTYPE)]
 #: GLSL struct name -> dtype (code records for n_taps = 1; see code_record_dtype).
 STRUCT_DTYPES = dict(_STRUCTS)
 

@@ -97,6 +97,16 @@ def _exercise_archive(path: Path) -> None:
         with ArchiveReader(path) as ar:
             ar.summary()
             ar.hash()
+            try:
+                tet = ar.tet_index()
+                if tet is not None:       # an accepted index must be safe to walk (numba has no bounds checks)
+                    from probewarp.format.tetindex import lookup
+                    lo, hi = tet.lo.astype(np.float64), tet.hi.astype(np.float64)
+                    q = lo + np.linspace(-0.2, 1.2, 7)[:, None] * (hi - lo + 1.0)
+                    ids, w = lookup(tet, q)
+                    assert (ids >= 0).all() and (ids < tet.probes.size).all() and np.isfinite(w).all()
+            except ALLOWED as e:
+                _check_message(e, path)
             for i in range(min(ar.n_pages, 64)):
                 for call in (ar.page, ar.page_stored):
                     try:
@@ -441,6 +451,25 @@ def _scattered_archive() -> bytes:
         return p.read_bytes()
 
 
+def _tetra_archive() -> bytes:
+    """A scattered archive of the tetrahedral rule: its version-4 index section."""
+    from probewarp.baker.tetra import index_for_pages
+    from probewarp.format.archive import Page, write_archive
+    rng = np.random.default_rng(2)
+    n, M, N, R = 9, 2, 2, 4
+    pos = rng.normal(size=(n, 3))
+    pages = [Page(centres=rng.normal(size=(M, 3)), radii=np.array([2.0, np.inf]),
+                  prototypes=rng.uniform(0, 1, (M, 6, R, R, 3)).astype(np.float32),
+                  probe_ids=ids, positions=pos[ids], indices=np.array([[0, 1]] * len(ids)),
+                  weights=np.full((len(ids), N), 0.5, np.float32)) for ids in (np.arange(5), np.arange(5, n))]
+    meta = {"n_probes": n, "probe_res": R, "prototype_res": R, "n_taps": N, "texel_format": "rgba16f",
+            "domain": "tonemap", "interpolation": "tetrahedral"}
+    with tempfile.TemporaryDirectory() as d:
+        p = Path(d) / "t.pwa"
+        write_archive(p, meta, pages, tet_index=index_for_pages(pages, n))
+        return p.read_bytes()
+
+
 def _npz_seeds() -> list[bytes]:
     out = []
     with tempfile.TemporaryDirectory() as d:
@@ -498,7 +527,7 @@ def _image_seeds(sfx: str) -> list[bytes]:
 def seeds(target: str) -> list[bytes]:
     """The seed corpus of ``target`` (a list of inputs)."""
     if target == "archive":
-        return [_baked_archive(), _scattered_archive()] + _synth_archives()
+        return [_baked_archive(), _scattered_archive()] + _synth_archives() + [_tetra_archive()]
     if target == "archive_fixed":
         return seeds("archive")
     if target == "archive_inflated":

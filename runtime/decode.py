@@ -113,6 +113,41 @@ def write_positions(ctx, buf, q):
     return buf
 
 
+#: uints per position written by pw_stencil.cs (n, slot[8], local[8], w[8])
+STENCIL_WORDS = 25
+
+
+def stencil_gl(streamer, positions):
+    """The probes the GPU blends at each position (``pw_stencil.cs``: GLSL
+    ``pw_find_probes`` with the streamer's resident pages): (Q,) int count,
+    (Q, 8) page, (Q, 8) local index in that page, (Q, 8) float32 weight
+    (unused entries page -1, weight 0). For checking a host's field and for
+    tests (CPU twin: ``Decoder.pw_find_probes``)."""
+    ctx = streamer.ctx
+    ensure_alive(ctx, "stencil_gl")
+    q = np.asarray(positions, np.float64).reshape(-1, 3)
+    prog = shaders.compute(ctx, "pw_stencil.cs", streamer.defines)
+    pos = write_positions(ctx, None, q)
+    out = ctx.buffer(reserve=max(1, q.shape[0]) * STENCIL_WORDS * 4)
+    try:
+        streamer.bind(prog)
+        pos.bind_to_storage_buffer(layout.BINDING_POSITIONS)
+        out.bind_to_storage_buffer(layout.BINDING_CODE_RECORDS)
+        prog["u_count"].value = q.shape[0]
+        prog.run(-(-q.shape[0] // 64))
+        raw = np.frombuffer(out.read(), np.uint32).reshape(-1, STENCIL_WORDS)[:q.shape[0]]
+    finally:
+        for o in (prog, pos, out):
+            o.release()
+    check_gl_error("pw_stencil.cs", ctx)
+    n = raw[:, 0].astype(np.int64)
+    used = np.arange(8) < n[:, None]
+    page = np.where(used, streamer.slot_page[raw[:, 1:9].astype(np.int64)], -1)
+    local = np.where(used, raw[:, 9:17].astype(np.int64), 0)
+    w = np.where(used, raw[:, 17:25].view(np.float32), 0.0).astype(np.float32)
+    return n, page, local, w
+
+
 class CodePass:
     """``code_at.cs``: the merged code of the field at each position, once per
     position, into an SSBO of ``layout.code_record_dtype(N)`` records (binding
@@ -180,7 +215,7 @@ def decode_gl(archive, positions, R: int | None = None, *, ctx=None, page_slots:
             cov = np.empty(q.shape[0], np.float32)
             # group positions by the pages they read, in spatial order, so each
             # group's pages fit the slots
-            order = np.lexsort(np.floor((q - s.grid.lo) / s.grid.step).T[::-1])
+            order = s.spatial_order(q)
             target = CubemapArray(ctx, R, min(chunk, max(1, q.shape[0])), "rgba32f")
             try:
                 a = 0

@@ -3,6 +3,9 @@
 :class:`Streamer` owns everything ``shaders/common_probewarp.glsl`` reads:
 
 - the archive's spatial hash (one SSBO, the whole field: a few bytes a probe),
+  or for a scattered set its tetrahedral index (three SSBOs, the whole field:
+  :mod:`probewarp.format.tetindex`; programs compiled with ``PW_SCATTERED``,
+  which :attr:`Streamer.defines` sets),
 - a page table (SSBO: page -> resident slot, or -1),
 - ``page_slots`` slots, each holding one page: its prototypes in cube-map-array
   layers (one ``glTexSubImage3D`` per mip level, the levels the archive
@@ -38,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from probewarp.format import layout, spatialhash, texformats
+from probewarp.format import layout, spatialhash, tetindex, texformats
 from probewarp.format.archive import ArchiveReader, blend_max
 from probewarp.format.errors import InputError
 from probewarp.runtime.context import GL_TEXTURE_CUBE_MAP_SEAMLESS, _gl, check_gl_error, ensure_alive
@@ -56,14 +59,15 @@ class _Loaded:
 
 
 class Streamer:
-    """Pages of a grid archive resident around a position, in a fixed GPU budget.
+    """Pages of an archive resident around a position, in a fixed GPU budget.
 
     Parameters
     ----------
     ctx : moderngl.Context
         Current on the calling thread (the render thread).
     archive : path
-        A ``.pwa`` of a grid set (dense or sparse).
+        A ``.pwa`` of a grid set (dense or sparse) or of a scattered set with
+        the tetrahedral rule.
     page_slots : int
         Pages resident at once (at least ``min(8, n_pages)``: the 8 corners
         around a position may lie on 8 pages). The GPU budget follows from it
@@ -102,9 +106,11 @@ class Streamer:
     def _setup(self, page_slots, radius, uploads_per_frame, levels):
         GL = _gl()
         meta, table = self.reader.meta, self.reader.table
-        if meta.get("grid") is None:
-            raise InputError(f"{self.path}: field grid: a scattered probe set has no lattice to hash; "
-                             "the GL runtime streams grid archives (dense or sparse grids)")
+        self.scattered = meta.get("grid") is None
+        if self.scattered and meta.get("interpolation") != "tetrahedral":
+            raise InputError(f"{self.path}: field interpolation: {meta.get('interpolation')!r}: the GL runtime "
+                             "decodes scattered sets by the tetrahedral rule only; bake the set again "
+                             "(archives before it blend the 8 nearest probes, which has no GLSL twin)")
         self.meta = meta
         self.n_pages = int(table.size)
         self.fmt = meta["texel_format"]
@@ -116,11 +122,11 @@ class Streamer:
         if self.page_probes > spatialhash.MAX_PAGE_PROBES:
             raise InputError(f"{self.path}: field n_probes: a page table entry claims {self.page_probes} "
                              f"probes, more than a page can hold ({spatialhash.MAX_PAGE_PROBES})")
-        need = min(8, self.n_pages)
+        need = min(4 if self.scattered else 8, self.n_pages)
         self.page_slots = min(int(page_slots), self.n_pages)
         if self.page_slots < need:
-            raise ValueError(f"page_slots must be at least {need} (the 8 corners around a position "
-                             f"may lie on 8 pages), got {page_slots}")
+            raise ValueError(f"page_slots must be at least {need} (the {need} probes around a position "
+                             f"may lie on {need} pages), got {page_slots}")
         max_cubes = int(GL.glGetIntegerv(GL.GL_MAX_ARRAY_TEXTURE_LAYERS)) // 6
         self.pages_per_array = min(self.page_slots, max_cubes // self.slot_prototypes)
         if self.pages_per_array < 1:
@@ -135,10 +141,15 @@ class Streamer:
         available = self.reader.prototype_levels
         self.levels = max(1, min(int(levels or available), available))
         self.grid = self.reader.grid
-        self.hash_table, self.hash_max_probe = self.reader.hash()
-        self._check_hash(table)
         diag = np.linalg.norm(table["hi"].astype(np.float64) - table["lo"].astype(np.float64), axis=1)
-        self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid.step.max())))
+        if self.scattered:
+            self.tet_index = self._scattered_index()
+            self._probe_page = spatialhash.split_record(self.tet_index.probes["record"])[0].astype(np.int64)
+            self.radius = float(radius if radius is not None else float(diag.mean()))
+        else:
+            self.hash_table, self.hash_max_probe = self.reader.hash()
+            self._check_hash(table)
+            self.radius = float(radius if radius is not None else max(float(diag.mean()), float(self.grid.step.max())))
         self.uploads_per_frame = uploads_per_frame
 
         check_gl_error("GL state before Streamer creation (not probewarp's)", self.ctx)
@@ -149,7 +160,13 @@ class Streamer:
             arr = CubemapArray(self.ctx, self.Rp, pages_here * self.slot_prototypes, self.fmt, self.levels)
             self.arrays.append(arr)
             self._gl_objects.append(arr)
-        self.hash_buffer = self.ctx.buffer(layout.pack_hash(self.hash_table).tobytes())
+        if self.scattered:
+            t = self.tet_index
+            self._index_buffers = {"probes": self.ctx.buffer(t.probes.tobytes()),
+                                   "simplices": self.ctx.buffer(t.simplices.tobytes()),
+                                   "cells": self.ctx.buffer(t.cells.tobytes())}
+        else:
+            self._index_buffers = {"hash": self.ctx.buffer(layout.pack_hash(self.hash_table).tobytes())}
         self.page_slot = np.full(self.n_pages, layout.PAGE_ABSENT, layout.PAGE_SLOT_DTYPE)
         self.pages_buffer = self.ctx.buffer(self.page_slot.tobytes())
         # bytes of one slot's codes and spheres in their buffers
@@ -163,7 +180,8 @@ class Streamer:
                                  f"more than this GL's {max_ssbo}: lower page_slots")
         self.codes_buffer = self.ctx.buffer(reserve=self.page_slots * self._codes_stride)
         self.spheres_buffer = self.ctx.buffer(reserve=self.page_slots * self._spheres_stride)
-        self._gl_objects += [self.hash_buffer, self.pages_buffer, self.codes_buffer, self.spheres_buffer]
+        self._gl_objects += [*self._index_buffers.values(), self.pages_buffer, self.codes_buffer,
+                             self.spheres_buffer]
         check_gl_error("Streamer allocation", self.ctx)
 
         self.slot_page = np.full(self.page_slots, -1, np.int64)
@@ -180,6 +198,21 @@ class Streamer:
         self._thread = threading.Thread(target=self._loader, name=f"probewarp-streamer:{self.path.name}",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def hash_buffer(self):
+        """The spatial hash's SSBO (grid archives; None for scattered ones)."""
+        return self._index_buffers.get("hash")
+
+    def _scattered_index(self):
+        """The archive's tetrahedral index (version 4 stores it; the reader
+        checks every id the shader follows)."""
+        tet = self.reader.tet_index()
+        if tet is None:
+            raise InputError(f"{self.path}: field tetra_index: a scattered archive written before format "
+                             "version 4 stores no tetrahedral index, which the GL runtime needs; bake the set "
+                             "again (the CPU decoder builds the index itself)")
+        return tet
 
     def _check_hash(self, table):
         """Every index the shader will follow must land inside a buffer: hash
@@ -220,7 +253,7 @@ class Streamer:
         parameters: what :attr:`budget_bytes` promises, measured."""
         GL = _gl()
         total = sum(a.queried_bytes() for a in self.arrays)
-        for b in (self.hash_buffer, self.pages_buffer, self.codes_buffer, self.spheres_buffer):
+        for b in (*self._index_buffers.values(), self.pages_buffer, self.codes_buffer, self.spheres_buffer):
             v = ctypes.c_int64(0)
             GL.glGetNamedBufferParameteri64v(b.glo, GL.GL_BUFFER_SIZE, ctypes.byref(v))
             total += int(v.value)
@@ -229,7 +262,7 @@ class Streamer:
     @property
     def budget_bytes(self) -> int:
         """All GPU memory the streamer holds: textures plus buffers. Fixed at construction."""
-        return self.texture_bytes + sum(b.size for b in (self.hash_buffer, self.pages_buffer,
+        return self.texture_bytes + sum(b.size for b in (*self._index_buffers.values(), self.pages_buffer,
                                                          self.codes_buffer, self.spheres_buffer))
 
     @property
@@ -241,16 +274,34 @@ class Streamer:
     def defines(self) -> dict:
         """``#define`` values a program including common_probewarp.glsl needs."""
         return dict(layout.glsl_defines(), PW_N_TAPS=self.N, PW_DOMAIN_TONEMAP=self.meta["domain"] == "tonemap",
-                    PW_N_ARRAYS=self.n_arrays, PW_TONEMAP_Y_MAX=blend_max(self.meta))
+                    PW_N_ARRAYS=self.n_arrays, PW_TONEMAP_Y_MAX=blend_max(self.meta),
+                    PW_SCATTERED=int(self.scattered))
 
     # -- which pages ------------------------------------------------------------
     def corner_pages(self, positions) -> np.ndarray:
-        """Pages holding the (existing) 8 lattice corners around each position: the
-        pages a decode at those positions reads (sorted, unique)."""
+        """Pages holding the probes a decode at each position blends (the existing
+        8 lattice corners of a grid; the corners of the simplex the tetrahedral
+        rule picks for a scattered set): the pages it reads (sorted, unique)."""
+        if self.scattered:
+            ids, _, k = tetindex.lookup(self.tet_index, np.asarray(positions, np.float64).reshape(-1, 3),
+                                        with_corners=True)
+            return np.unique(self._probe_page[ids[np.arange(4) < k[:, None]]])
         ijk, _ = self.grid.corners(positions)
         rec = spatialhash.lookup(self.hash_table, self.hash_max_probe, self.grid.keys(ijk))
         rec = rec[rec != spatialhash.EMPTY]
         return np.unique(spatialhash.split_record(rec)[0])
+
+    def spatial_order(self, positions) -> np.ndarray:
+        """An order of ``positions`` (Q, 3) that visits them cell by cell (lattice
+        cells of a grid, index cells of a scattered set), so that consecutive
+        positions read the same pages."""
+        q = np.asarray(positions, np.float64).reshape(-1, 3)
+        if self.scattered:
+            t = self.tet_index
+            cell = np.floor((q - t.lo.astype(np.float64)) * t.scale.astype(np.float64))
+        else:
+            cell = np.floor((q - self.grid.lo) / self.grid.step)
+        return np.lexsort(cell.T[::-1])
 
     def wanted_pages(self, position) -> list[int]:
         """Pages wanted at ``position``, most urgent first, at most ``page_slots``:
@@ -425,7 +476,7 @@ class Streamer:
         ensure_alive(self.ctx, f"{self.path}: Streamer.bind")
         unit = layout.UNIT_PROTOTYPES if unit is None else int(unit)
         bindings = dict(layout.BINDINGS, **(bindings or {}))
-        for name, buf in (("hash", self.hash_buffer), ("pages", self.pages_buffer),
+        for name, buf in (*self._index_buffers.items(), ("pages", self.pages_buffer),
                           ("codes", self.codes_buffer), ("spheres", self.spheres_buffer)):
             buf.bind_to_storage_buffer(bindings[name])
         for i, arr in enumerate(self.arrays):
@@ -436,7 +487,18 @@ class Streamer:
                     program[name].value = value
 
     def uniforms(self) -> dict:
-        """Values of the ``pw_*`` uniforms, exactly the names of ``layout.UNIFORMS``."""
+        """Values of the ``pw_*`` uniforms, exactly the names of ``layout.UNIFORMS``
+        (``layout.SCATTERED_UNIFORMS`` for scattered archives)."""
+        common = {"pw_page_probes": self.page_probes, "pw_slot_prototypes": self.slot_prototypes,
+                  "pw_pages_per_array": self.pages_per_array, "pw_prototype_res": self.Rp,
+                  "pw_max_lod": float(self.levels - 1)}
+        if self.scattered:
+            t = self.tet_index
+            out = {"pw_cell_lo": tuple(float(v) for v in t.lo), "pw_cell_hi": tuple(float(v) for v in t.hi),
+                   "pw_cell_scale": tuple(float(v) for v in t.scale),
+                   "pw_cell_shape": tuple(int(v) for v in t.shape), "pw_cell_max_items": t.max_items, **common}
+            assert tuple(out) == layout.SCATTERED_UNIFORMS, "Streamer.uniforms() and layout disagree"
+            return out
         out = {"pw_grid_lo": tuple(float(v) for v in self.grid.lo),
                "pw_grid_step": tuple(float(v) for v in self.grid.step),
                "pw_grid_shape": tuple(int(v) for v in self.grid.shape),

@@ -36,6 +36,14 @@
 // - Corners: the query is clamped into the grid box to choose the 8 lattice
 //   points around it and their trilinear weights; every prototype is still
 //   warped to the true position (DESIGN-NOTES §4).
+// - Scattered sets (PW_SCATTERED 1; CPU twin probewarp.format.tetindex.lookup):
+//   the query is clamped into the probes' bounding box; its cell of the
+//   archive's tetrahedral index lists the simplices that can answer it; the
+//   first tetrahedron whose smallest barycentric coordinate is >= -
+//   PW_TET_INSIDE_EPS gives its 4 probes (weights clipped at 0, renormalised);
+//   else the closest other simplex (hull triangle outside the hull; triangle,
+//   segment or point of a flat set) gives the barycentric weights of the
+//   closest point. Up to 4 probes; absent pages dropped as for grids.
 // - A corner without a probe (a sparse grid's empty lattice point) or whose
 //   page is not resident (Streamer budget; page slot PW_PAGE_ABSENT) is
 //   dropped and the remaining weights renormalised; if they sum to 0 the
@@ -79,6 +87,14 @@
 //            pw_grid_lo, pw_grid_step, pw_grid_shape, pw_hash_mask,
 //            pw_hash_max_probe, pw_page_probes, pw_slot_prototypes,
 //            pw_pages_per_array, pw_prototype_res, pw_max_lod
+//   Scattered archives (PW_SCATTERED 1) instead of the hash and lattice
+//   (layout.SCATTERED_UNIFORMS; format/tetindex.py):
+//   SSBO PW_BINDING_PROBES    PwProbe pw_probes[]       position, record per probe id
+//   SSBO PW_BINDING_SIMPLICES PwSimplex pw_simplices[]  up to 4 probe ids (PW_SIMPLEX_NONE unused)
+//   SSBO PW_BINDING_CELLS     uint pw_cells[]  offsets (cell c: pw_cells[c] .. pw_cells[c+1]),
+//                             then simplex ids
+//            pw_cell_lo, pw_cell_hi (the probes' bounding box), pw_cell_scale
+//            (cells per unit, 0 on flat axes), pw_cell_shape, pw_cell_max_items
 //   Passes decoding at listed positions (code_at.cs, decode_cubemap.cs,
 //   field_view.fs) use PwPosition at PW_BINDING_POSITIONS and PwCodeRecord
 //   (PW_MAX_CODE entries) at PW_BINDING_CODE_RECORDS.
@@ -92,21 +108,40 @@
 #define PW_N_ARRAYS 1          // cube-map arrays holding the resident prototypes (<= PW_MAX_ARRAYS)
 #endif
 
+#ifndef PW_SCATTERED
+#define PW_SCATTERED 0         // 1: a scattered archive (tetrahedral index instead of the hash)
+#endif
+
 #include "pw_layout.glsl"
 
 const float PW_HALF_PI = 1.5707963267948966;
+const float PW_FLT_MAX = 3.402823466e38;
 
+#if PW_SCATTERED
+layout(std430, binding = PW_BINDING_PROBES) readonly buffer PwProbes { PwProbe pw_probes[]; };
+layout(std430, binding = PW_BINDING_SIMPLICES) readonly buffer PwSimplices { PwSimplex pw_simplices[]; };
+layout(std430, binding = PW_BINDING_CELLS) readonly buffer PwCells { uint pw_cells[]; };
+#else
 layout(std430, binding = PW_BINDING_HASH) readonly buffer PwHash { PwHashEntry pw_hash_table[]; };
+#endif
 layout(std430, binding = PW_BINDING_PAGES) readonly buffer PwPages { int pw_page_slot[]; };
 layout(std430, binding = PW_BINDING_CODES) readonly buffer PwCodes { uint pw_codes[]; };
 layout(std430, binding = PW_BINDING_SPHERES) readonly buffer PwSpheres { PwSphere pw_spheres[]; };
 layout(binding = PW_UNIT_PROTOTYPES) uniform samplerCubeArray pw_prototypes[PW_N_ARRAYS];
 
+#if PW_SCATTERED
+uniform vec3 pw_cell_lo;          // the probes' bounding box (the clamp box)
+uniform vec3 pw_cell_hi;
+uniform vec3 pw_cell_scale;       // cells per unit on each axis (0 on flat axes)
+uniform ivec3 pw_cell_shape;      // cells per axis
+uniform int pw_cell_max_items;    // longest cell list (loop bound)
+#else
 uniform vec3 pw_grid_lo;          // first lattice point
 uniform vec3 pw_grid_step;        // lattice spacing (1 on axes with one point)
 uniform ivec3 pw_grid_shape;      // lattice points per axis
 uniform uint pw_hash_mask;        // capacity - 1
 uniform int pw_hash_max_probe;    // longest probe sequence of the table
+#endif
 uniform int pw_page_probes;       // code stride of a slot (probes)
 uniform int pw_slot_prototypes;   // prototype stride of a slot (layers)
 uniform int pw_pages_per_array;   // slots per cube-map array
@@ -126,6 +161,7 @@ struct PwCode {
     float w[PW_MAX_CODE];       // blend weight (probe weight * code weight)
 };
 
+#if !PW_SCATTERED
 // MurmurHash3 fmix32; twin of probewarp.format.spatialhash.fmix32.
 uint pw_hash(uint key)
 {
@@ -194,6 +230,144 @@ PwStencil pw_find_probes(vec3 x)
         st.w[c] = total > 0.0 ? st.w[c] / total : 1.0 / float(st.n);
     return st;
 }
+#else
+// Barycentric coordinates of x in tetrahedron s; false when it is flat.
+// CPU twin: probewarp.format.tetindex._tet_pairs.
+bool pw_tet_bary(PwSimplex s, vec3 x, out vec4 lam)
+{
+    vec3 a = pw_probes[s.probes[0]].xyz;
+    vec3 e1 = pw_probes[s.probes[1]].xyz - a;
+    vec3 e2 = pw_probes[s.probes[2]].xyz - a;
+    vec3 e3 = pw_probes[s.probes[3]].xyz - a;
+    vec3 p = x - a;
+    vec3 c23 = cross(e2, e3);
+    float det = dot(e1, c23);
+    lam = vec4(0.0);
+    if (!(abs(det) > PW_TET_FLAT_REL * length(e1) * length(e2) * length(e3)))
+        return false;
+    float l1 = dot(p, c23) / det;
+    float l2 = dot(e1, cross(p, e3)) / det;
+    float l3 = dot(e1, cross(e2, p)) / det;
+    lam = vec4(1.0 - l1 - l2 - l3, l1, l2, l3);
+    return true;
+}
+
+// Squared distance from x to a point, segment or triangle (k corners) and the
+// barycentric weights of its closest point (Ericson, RTCD 5.1.5).
+// CPU twin: probewarp.format.tetindex._closest_pairs.
+float pw_closest(PwSimplex s, int k, vec3 x, out vec4 w)
+{
+    w = vec4(1.0, 0.0, 0.0, 0.0);
+    vec3 a = pw_probes[s.probes[0]].xyz;
+    if (k == 1)
+        return dot(x - a, x - a);
+    vec3 b = pw_probes[s.probes[1]].xyz;
+    vec3 ab = b - a;
+    if (k == 2) {
+        float den = dot(ab, ab);
+        float t = den > 0.0 ? dot(x - a, ab) / den : 0.0;
+        t = clamp(t, 0.0, 1.0);
+        w = vec4(1.0 - t, t, 0.0, 0.0);
+        vec3 d = a + t * ab - x;
+        return dot(d, d);
+    }
+    vec3 c = pw_probes[s.probes[2]].xyz;
+    vec3 ac = c - a;
+    vec3 ap = x - a, bp = x - b, cp = x - c;
+    float d1 = dot(ab, ap), d2 = dot(ac, ap), d3 = dot(ab, bp);
+    float d4 = dot(ac, bp), d5 = dot(ab, cp), d6 = dot(ac, cp);
+    float va = d3 * d6 - d5 * d4, vb = d5 * d2 - d1 * d6, vc = d1 * d4 - d3 * d2;
+    float u, v;
+    if (d1 <= 0.0 && d2 <= 0.0) { u = 0.0; v = 0.0; }
+    else if (d3 >= 0.0 && d4 <= d3) { u = 1.0; v = 0.0; }
+    else if (d6 >= 0.0 && d5 <= d6) { u = 0.0; v = 1.0; }
+    else if (vc <= 0.0 && d1 >= 0.0 && d3 <= 0.0) { u = d1 / (d1 - d3); v = 0.0; }
+    else if (vb <= 0.0 && d2 >= 0.0 && d6 <= 0.0) { u = 0.0; v = d2 / (d2 - d6); }
+    else if (va <= 0.0 && d4 - d3 >= 0.0 && d5 - d6 >= 0.0) {
+        float t = (d4 - d3) / ((d4 - d3) + (d5 - d6));
+        u = 1.0 - t; v = t;
+    } else {
+        float den = va + vb + vc;
+        u = vb / den; v = vc / den;
+    }
+    w = vec4(1.0 - u - v, u, v, 0.0);
+    vec3 d = ap - u * ab - v * ac;
+    return dot(d, d);
+}
+
+int pw_simplex_corners(PwSimplex s)
+{
+    int k = 0;
+    while (k < 4 && s.probes[k] != PW_SIMPLEX_NONE)
+        ++k;
+    return k;
+}
+
+// The tetrahedral rule (see Rules above). CPU twin:
+// probewarp.baker.decoder.Decoder.pw_find_probes (format.tetindex.lookup).
+PwStencil pw_find_probes(vec3 x)
+{
+    vec3 xc = clamp(x, pw_cell_lo, pw_cell_hi);
+    ivec3 ci = clamp(ivec3(floor((xc - pw_cell_lo) * pw_cell_scale)), ivec3(0), pw_cell_shape - 1);
+    int c = (ci.x * pw_cell_shape.y + ci.y) * pw_cell_shape.z + ci.z;
+    int first = int(pw_cells[c]);
+    int last = min(int(pw_cells[c + 1]), first + pw_cell_max_items);
+    float best = PW_FLT_MAX;
+    int bk = -1;
+    vec4 bw = vec4(0.0);
+    float fb = -PW_FLT_MAX;
+    int fk = -1;
+    vec4 fw = vec4(0.0);
+    int found = -1;
+    vec4 lam;
+    for (int it = first; it < last; ++it) {
+        int e = int(pw_cells[it]);
+        PwSimplex s = pw_simplices[e];
+        int k = pw_simplex_corners(s);
+        if (k == 4) {
+            if (!pw_tet_bary(s, xc, lam))
+                continue;
+            float m = min(min(lam.x, lam.y), min(lam.z, lam.w));
+            if (m >= -PW_TET_INSIDE_EPS) {
+                found = e;
+                lam = max(lam, vec4(0.0));
+                lam /= dot(lam, vec4(1.0));
+                break;
+            }
+            if (m > fb) { fb = m; fk = e; fw = lam; }
+        } else {
+            vec4 tw;
+            float d2 = pw_closest(s, k, xc, tw);
+            if (d2 < best) { best = d2; bk = e; bw = tw; }
+        }
+    }
+    int e = found;
+    vec4 w = lam;
+    if (e < 0 && bk >= 0) { e = bk; w = bw; }
+    else if (e < 0 && fk >= 0) { e = fk; w = max(fw, vec4(0.0)); w /= dot(w, vec4(1.0)); }
+    PwStencil st;
+    st.n = 0;
+    if (e < 0)
+        return st;
+    PwSimplex s = pw_simplices[e];
+    int k = pw_simplex_corners(s);
+    float total = 0.0;
+    for (int j = 0; j < k; ++j) {
+        uint rec = pw_probes[s.probes[j]].record;
+        int slot = pw_page_slot[int(rec >> PW_RECORD_PAGE_SHIFT)];
+        if (slot == PW_PAGE_ABSENT)
+            continue;
+        st.slot[st.n] = slot;
+        st.local[st.n] = int(rec & PW_RECORD_LOCAL_MASK);
+        st.w[st.n] = w[j];
+        total += w[j];
+        st.n += 1;
+    }
+    for (int j = 0; j < st.n; ++j)
+        st.w[j] = total > 0.0 ? st.w[j] / total : 1.0 / float(st.n);
+    return st;
+}
+#endif
 
 // CPU twin: Decoder.pw_code_at (fixed width, zero weights kept, no merge).
 PwCode pw_code_at(vec3 x)

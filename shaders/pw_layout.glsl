@@ -66,6 +66,24 @@
 #ifndef PW_TONEMAP_Y_MAX
 #define PW_TONEMAP_Y_MAX 0.9999999
 #endif
+#ifndef PW_BINDING_PROBES
+#define PW_BINDING_PROBES 12
+#endif
+#ifndef PW_BINDING_SIMPLICES
+#define PW_BINDING_SIMPLICES 13
+#endif
+#ifndef PW_BINDING_CELLS
+#define PW_BINDING_CELLS 14
+#endif
+#ifndef PW_SIMPLEX_NONE
+#define PW_SIMPLEX_NONE 0xFFFFFFFFu
+#endif
+#ifndef PW_TET_INSIDE_EPS
+#define PW_TET_INSIDE_EPS 1e-05
+#endif
+#ifndef PW_TET_FLAT_REL
+#define PW_TET_FLAT_REL 1e-09
+#endif
 // entries of one position's merged code: 8 corners x N taps
 #define PW_MAX_CODE (PW_CODE_CORNERS * PW_N_TAPS)
 
@@ -96,3 +114,12 @@ struct PwCodeRecord {
     int reserved;                   // 4
     PwCodeEntry entries[PW_MAX_CODE];// 8
 };                                // 8 + 8 * PW_MAX_CODE bytes
+
+struct PwProbe {
+    vec3 xyz;                       // 0
+    uint record;                    // 12
+};                                // 16 bytes
+
+struct PwSimplex {
+    uint probes[4];                 // 0
+};                                // 16 bytes

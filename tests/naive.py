@@ -356,11 +356,14 @@ def naive_tetra_weights(points, simplices, hull, q):
     """Tetrahedral interpolation by brute force: the tetrahedron (of
     ``simplices``) whose barycentric coordinates of q are all >= 0 (a 4 x 4
     solve per tetrahedron), else the closest hull triangle (``hull``) and the
-    closest point's barycentric weights. Returns {probe id: weight}."""
-    q = np.asarray(q, np.float64)
+    closest point's barycentric weights; q first clamped into the points'
+    bounding box (the documented rule). Returns {probe id: weight}."""
+    q = np.clip(np.asarray(q, np.float64), points.min(axis=0), points.max(axis=0))
     for s in simplices:
         P = points[s]
         A = np.vstack([P.T, np.ones(4)])
+        if abs(np.linalg.det(A)) < 1e-9 * np.prod(np.linalg.norm(P[1:] - P[0], axis=1)):
+            continue                         # a flat tetrahedron (cospherical points) holds nothing
         b = np.linalg.solve(A, np.append(q, 1.0))
         if (b >= -1e-10).all():
             b = np.clip(b, 0, None)

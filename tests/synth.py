@@ -130,3 +130,56 @@ def downgrade(src, dst, version):
         f.write(head + struct.pack("<I", zlib.crc32(head)) + mb + struct.pack("<I", zlib.crc32(mb))
                 + tb + struct.pack("<I", zlib.crc32(tb)) + hash_blob + b"".join(out))
     return dst
+
+
+def scattered_positions(kind, rng, lo=(-5.0, 0.0, -4.0), hi=(5.0, 2.0, 4.0)):
+    """Probe positions of a scattered set: ``jitter`` (a 6 x 3 x 5 grid moved
+    by up to 0.3 spacings), ``subset`` (30 % of a 10 x 4 x 8 grid: cospherical
+    points, qhull's hard case), ``random`` (uniform in the box), ``plane``,
+    ``line`` (exactly collinear in float32), ``single``."""
+    lo, hi = np.asarray(lo), np.asarray(hi)
+    if kind == "jitter":
+        g = ProbeSet.grid(lo, hi, (6, 3, 5)).astype(np.float64)
+        step = (hi - lo) / np.array([5, 2, 4])
+        return g + rng.uniform(-0.3, 0.3, g.shape) * step
+    if kind == "subset":
+        g = ProbeSet.grid(lo, hi, (10, 4, 8)).astype(np.float64)
+        return g[rng.random(len(g)) < 0.3]
+    if kind == "random":
+        return rng.uniform(lo, hi, (70, 3))
+    if kind == "plane":
+        p = rng.uniform(lo, hi, (30, 3))
+        p[:, 1] = 1.0
+        return p
+    if kind == "line":
+        return np.stack([np.linspace(-4, 4, 9), np.full(9, 1.0), np.full(9, 0.5)], 1)
+    if kind == "single":
+        return np.array([[0.5, 1.0, -0.5]])
+    raise ValueError(kind)
+
+
+def make_scattered_archive(path, positions, *, page_probes=12, M=8, N=3, Rp=8, fmt="rgba16f",
+                           domain="tonemap", seed=0, interpolation="tetrahedral"):
+    """Write a scattered archive (no grid metadata) over ``positions``; returns
+    (path, pages, meta). Pages: :func:`split_pages` of the positions."""
+    rng = np.random.default_rng(seed)
+    pos = np.asarray(positions, np.float32).astype(np.float64)
+    groups = split_pages(pos, page_probes)
+    pages = []
+    for g in groups:
+        centres = pos[g][rng.integers(len(g), size=M)] + rng.normal(scale=0.7, size=(M, 3))
+        radii = rng.uniform(1.5, 15.0, size=M)
+        radii[rng.random(M) < 0.15] = np.inf
+        protos = texformats.decode(texformats.encode(smooth_prototypes(rng, M, Rp), fmt), fmt)
+        idx = np.stack([rng.choice(M, size=N, replace=False) for _ in g]).astype(np.int32)
+        w = rng.dirichlet(np.ones(N), size=len(g))
+        w = texformats.decode_weights(texformats.encode_weights(w))
+        pages.append(Page(centres=centres, radii=radii, prototypes=protos, probe_ids=np.asarray(g, np.int64),
+                          positions=pos[g], indices=idx, weights=w.astype(np.float32)))
+    meta = {"n_probes": int(pos.shape[0]), "probe_res": int(Rp), "prototype_res": int(Rp), "n_taps": int(N),
+            "texel_format": fmt, "domain": domain, "warp_miss_rule": "closest-approach",
+            "weight_encoding": "u8/128", "interpolation": interpolation}
+    from probewarp.baker.tetra import index_for_pages
+    write_archive(path, meta, pages,
+                  tet_index=index_for_pages(pages, len(pos)) if interpolation == "tetrahedral" else None)
+    return path, pages, meta

@@ -170,7 +170,7 @@ def test_v3_stores_the_prototype_mip_chain(tmp_path, fmt, atol, mean_tol):
     from synth import make_archive
     path, pages, meta = make_archive(tmp_path / "a.pwa", Rp=16, R=8, fmt=fmt, seed=2)
     with ArchiveReader(path) as ar:
-        assert ar.version == VERSION == 3
+        assert ar.version == VERSION == 4
         assert ar.meta["prototype_levels"] == ar.prototype_levels == 2
         f = ar.page_stored(0)
         l0, l1 = f["prototype_levels"]

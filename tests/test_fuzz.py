@@ -330,6 +330,24 @@ def test_hash_bomb(tmp_path):
             ar.hash()
 
 
+def test_tetra_index_bomb(tmp_path):
+    """A scattered archive's index metadata claims 2^31 cell entries (8 GiB,
+    counts and raw_size consistent) for its few compressed bytes."""
+    base = seeds("archive")[-1]
+    with ArchiveReader(_tmp("t.pwa", base)) as ar:
+        meta = dict(ar.meta)
+        assert ar.tet_index() is not None
+    m = dict(meta["tetra_index"])
+    m["raw_size"] += ((1 << 31) - m["n_items"]) * 4
+    m["n_items"] = 1 << 31
+    meta["tetra_index"] = m
+    p = tmp_path / "tet.pwa"
+    p.write_bytes(_rewrite(base, meta=meta))
+    with address_space_cap(), pytest.raises(InputError, match=r"tet\.pwa: field tetra_index: \d+ bytes cannot come"):
+        with ArchiveReader(p) as ar:
+            ar.tet_index()
+
+
 @pytest.mark.parametrize("what, edit, match", [
     ("meta_len", lambda b: struct.pack_into("<Q", b, 16, 1 << 62), "metadata runs past the end"),
     ("n_pages", lambda b: struct.pack_into("<I", b, 32, 2 ** 32 - 1), "field n_pages: the metadata says 2, "

@@ -222,3 +222,39 @@ def test_uniforms_and_texture_unit_match_the_layout(gl, programs):
     assert int(unit[0]) == layout.UNIT_PROTOTYPES
     for d in ("PW_BINDING_HASH", "PW_UNIT_PROTOTYPES", "PW_CODE_WEIGHT_SCALE", "PW_TONEMAP_GAMMA"):
         assert d in s.defines
+
+
+def test_scattered_program_matches_the_layout(gl, tmp_path):
+    """A program compiled for a scattered archive (PW_SCATTERED 1): the index's
+    blocks (probes, simplices, cells) have layout.py's bindings, offsets and
+    strides, and its pw_* uniforms are exactly layout.SCATTERED_UNIFORMS, which
+    is what Streamer.uniforms() sets."""
+    from probewarp.runtime import shaders
+    from probewarp.runtime.context import _gl
+    from probewarp.runtime.streamer import Streamer
+    from synth import make_scattered_archive, scattered_positions
+    GL = _gl()
+    path, _, _ = make_scattered_archive(tmp_path / "s.pwa", scattered_positions("random", np.random.default_rng(0)),
+                                        N=N_TAPS)
+    root = tmp_path / "shaders"
+    root.mkdir()
+    for f in ("common_probewarp.glsl", "pw_layout.glsl"):
+        (root / f).write_text(shaders.shader_root().joinpath(f).read_text(encoding="utf-8"))
+    (root / "all_uses.cs").write_text(_ALL_USES)
+    with Streamer(gl, path, page_slots=8) as s:
+        prog = shaders.compute(gl, "all_uses.cs", s.defines, root=root)
+        try:
+            blocks = driver_blocks(GL, prog.glo)
+            want = {"PwProbes": ("pw_probes", layout.PROBE_DTYPE, layout.BINDINGS["probes"]),
+                    "PwSimplices": ("pw_simplices", layout.SIMPLEX_DTYPE, layout.BINDINGS["simplices"]),
+                    "PwCells": ("pw_cells", layout.CELL_DTYPE, layout.BINDINGS["cells"])}
+            assert "PwHash" not in blocks
+            for bname, (member, dt, binding) in want.items():
+                assert blocks[bname]["binding"] == binding, bname
+                assert compare_block(blocks[bname], member, dt) == [], bname
+            names = _resources(GL, prog.glo, GL.GL_UNIFORM)
+            pw = {re.sub(r"\[0\]$", "", n) for n in names if n.startswith("pw_")}
+            assert pw == set(layout.SCATTERED_UNIFORMS) | {"pw_prototypes"}
+            assert tuple(s.uniforms()) == layout.SCATTERED_UNIFORMS
+        finally:
+            prog.release()

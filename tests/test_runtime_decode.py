@@ -114,20 +114,6 @@ def test_gl_decode_against_naive_oracle(gl, tmp_path):
     assert tm_err(gpu, oracle) <= 1e-4   # oracle in float64 with its own sampler
 
 
-def test_gl_decode_rejects_scattered(gl, tmp_path):
-    from probewarp.format.errors import InputError
-    from probewarp.runtime.decode import decode_gl
-    path, pages, meta = make_archive(tmp_path / "a.pwa")
-    from probewarp.format.archive import write_archive
-    meta = dict(meta)
-    meta.pop("grid")
-    for pg in pages:
-        pg.brick = None
-    write_archive(tmp_path / "s.pwa", meta, pages)
-    with pytest.raises(InputError, match="scattered"):
-        decode_gl(tmp_path / "s.pwa", np.zeros((1, 3)), ctx=gl)
-
-
 def test_field_view_matches_cpu_directions(gl, tmp_path):
     """The camera view pass: each pixel equals the CPU decode at the camera
     position in the pixel's direction."""
