@@ -173,10 +173,13 @@ class Decoder:
         absent corners dropped, weights renormalised, equal shares when they
         sum to 0, all-zero weights when no corner is present).
 
-        ``resident`` (grid sets; optional ``(n_pages,)`` bool) emulates the GPU
+        ``resident`` (optional ``(n_pages,)`` bool) emulates the GPU
         streamer: corners on pages not resident are dropped like empty cells.
-        Scattered sets use inverse-distance weights over the 8 nearest probes
-        (no GLSL twin).
+        Scattered sets of the tetrahedral rule: the up to 4 probes of
+        :func:`probewarp.format.tetindex.lookup` (twin of the GLSL
+        ``PW_SCATTERED`` path) in the first 4 columns; older scattered
+        archives: inverse-distance weights over the 8 nearest probes (no
+        GLSL twin).
         """
         q = np.asarray(q, np.float64)
         if self.grid is not None:

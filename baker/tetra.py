@@ -463,7 +463,6 @@ def build_index(positions, records, probes_per_cell: float = PROBES_PER_CELL) ->
     shape, size = _cell_shape(lo, hi, P, probes_per_cell)
     C = int(np.prod(shape))
     # 1. tetrahedra overlapping each cell
-    tet_lists = [[] for _ in range(C)]
     if E_main:
         counts = np.zeros(C, np.int64)
         _tet_cells(pos, main, lo, size, shape, CELL_MARGIN, counts, np.zeros(1, np.int64),

@@ -28,6 +28,7 @@ RUNS = [
     ["bench_scattered.py", "--keep", "0.5", "--name", "scattered_keep50"],
     ["bench_scattered.py", "--keep", "0.75", "--scenes", "town", "--name", "scattered_keep75"],
     ["bench_hash.py"],
+    ["bench_tetindex.py"],
     ["bench_fit.py", "--repeats", "2"],
     ["bench_halo.py"],
     ["bench_scale.py", "--sizes", "10k", "100k", "--skip-sklearn"],

@@ -299,3 +299,18 @@ def test_streamer_refuses_the_old_inverse_distance_rule(gl, tmp_path):
         assert ar.tet_index() is None
     with pytest.raises(InputError, match="interpolation"):
         decode_gl(path, np.zeros((1, 3)), ctx=gl)
+
+
+def test_cli_decodes_a_scattered_archive_on_both_backends(tmp_path, gl):
+    """``probewarp decode --backend gl`` of a scattered archive equals ``--backend cpu``."""
+    from probewarp.baker.probeset import ProbeSet
+    from probewarp.cli.main import main
+    rng = np.random.default_rng(41)
+    path, _, _ = make_scattered_archive(tmp_path / "s.pwa", scattered_positions("jitter", rng))
+    q = np.unique(queries(Decoder(path), rng), axis=0)      # a probe set: distinct positions
+    np.save(tmp_path / "q.npy", q)
+    for backend in ("cpu", "gl"):
+        assert main(["decode", str(path), "--at", str(tmp_path / "q.npy"), "-o", str(tmp_path / f"{backend}.npz"),
+                     "--backend", backend]) == 0
+    cpu, glf = (np.asarray(ProbeSet.load(tmp_path / f"{b}.npz").faces) for b in ("cpu", "gl"))
+    assert float(np.abs(tonemap(glf) - tonemap(cpu)).max()) <= PARITY_TOL
