@@ -38,6 +38,7 @@ from probewarp.baker.probeset import ProbeSet
 from probewarp.baker.prototypes import ProbeCodec
 from probewarp.baker.tetra import build_index
 from probewarp.format.archive import VERSION, finalize_meta, needs_tet_index, page_records, write_encoded
+from probewarp.format import spatialhash
 from probewarp.format.errors import InputError
 from probewarp.format.grid import Grid
 
@@ -235,6 +236,10 @@ def bake_arrays(positions, faces, out, *, grid: Grid | None = None, n_prototypes
     t0 = time.perf_counter()
     params = dict(n_prototypes=n_prototypes, n_taps=n_taps, prototype_res=prototype_res, **codec_kw)
     _check_codec_params(n_prototypes, n_taps, R, params, source)   # before any page runs or is kept
+    if not 1 <= int(page_probes) <= spatialhash.MAX_PAGE_PROBES and P > spatialhash.MAX_PAGE_PROBES:
+        raise InputError(f"{source + ': ' if source else ''}page_probes {page_probes}: a page holds at most "
+                         f"{spatialhash.MAX_PAGE_PROBES} probes (the hash's and the index's records have "
+                         "16 bits for a probe's place in its page)")
     tasks = plan_pages(positions, page_probes, grid, halo)
     fields = page_report_fields(params, R)
     meta = finalize_meta(archive_meta(P, fields, grid), len(tasks))

@@ -314,3 +314,14 @@ def test_cli_decodes_a_scattered_archive_on_both_backends(tmp_path, gl):
                      "--backend", backend]) == 0
     cpu, glf = (np.asarray(ProbeSet.load(tmp_path / f"{b}.npz").faces) for b in ("cpu", "gl"))
     assert float(np.abs(tonemap(glf) - tonemap(cpu)).max()) <= PARITY_TOL
+
+
+def test_pages_too_large_for_a_record_are_refused_before_any_work(tmp_path):
+    """Records have 16 bits for a probe's place in its page: a bake asking for
+    bigger pages of a bigger set is refused up front, not after baking."""
+    from probewarp.baker.pipeline import bake_arrays
+    pos = np.random.default_rng(0).random((70000, 3))
+    faces = np.full((70000, 6, 1, 1, 3), 0.5, np.float32)
+    with pytest.raises(InputError, match="page_probes 100000: a page holds at most 65536"):
+        bake_arrays(pos, faces, tmp_path / "big.pwa", page_probes=100000)
+    assert not any(tmp_path.iterdir())
