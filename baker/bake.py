@@ -25,6 +25,7 @@ import numpy as np
 from probewarp.baker import config
 from probewarp.format.archive import EncodedPage, Page, encode_page, finalize_meta
 from probewarp.format.grid import Grid
+from probewarp.format.constants import GRID_FILL_RULE
 from probewarp.baker.prototypes import ProbeCodec
 
 #: Default halo width, in probe spacings (see :func:`plan_pages`).
@@ -278,7 +279,7 @@ def archive_meta(n_probes: int, report: dict, grid: Grid | None = None) -> dict:
             "prototype_res": int(report["prototype_res"]), "n_taps": int(report["n_taps"]),
             "texel_format": report["texel_format"], "domain": report["domain"],
             "warp_miss_rule": "closest-approach", "weight_encoding": "u8/128",
-            "interpolation": ("trilinear" if grid.dense else "trilinear-present-corners")
+            "interpolation": ("trilinear" if grid.dense else GRID_FILL_RULE)
             if grid is not None else "tetrahedral"}
     if grid is not None:
         meta["grid"] = grid.to_meta()

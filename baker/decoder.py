@@ -53,8 +53,9 @@ from probewarp.baker.domain import from_domain, sub_directions
 from probewarp.baker.warp import warp_directions
 from probewarp.format import spatialhash, tetindex
 from probewarp.format.archive import ArchiveReader, blend_max, build_hash, needs_tet_index, page_records
+from probewarp.format.constants import GRID_FILL_RULE
 from probewarp.format.errors import InputError
-from probewarp.format.grid import Grid
+from probewarp.format.grid import Grid, axis_fill
 
 
 def pw_warp_direction(x, d, centre, radius) -> np.ndarray:
@@ -167,11 +168,13 @@ class Decoder:
 
     # -- the GLSL twins ------------------------------------------------------
     def pw_find_probes(self, q: np.ndarray, resident=None):
-        """Probes and weights blended at each query: (Q, 3) -> (Q, 8) int64 ids,
-        (Q, 8) float64 weights. Twin of GLSL ``pw_find_probes`` in
-        shaders/common_probewarp.glsl (grid sets; the same fallback rule:
-        absent corners dropped, weights renormalised, equal shares when they
-        sum to 0, all-zero weights when no corner is present).
+        """Probes and weights blended at each query: (Q, 3) -> (Q, K) int64 ids,
+        (Q, K) float64 weights, K = 8 (grids; 32 for sparse grids of the fill
+        rule, :func:`probewarp.format.grid.axis_fill`, in the GLSL's fixed
+        slots). Twin of GLSL ``pw_find_probes`` in
+        shaders/common_probewarp.glsl (the same fallback rule: probes not
+        there dropped, weights renormalised, equal shares when they sum to 0,
+        all-zero weights when none is left).
 
         ``resident`` (optional ``(n_pages,)`` bool) emulates the GPU
         streamer: corners on pages not resident are dropped like empty cells.
@@ -185,6 +188,8 @@ class Decoder:
         if self.grid is not None:
             ijk, w = self.grid.corners(q)
             rec = spatialhash.lookup(*self.hash, self.grid.keys(ijk))
+            if self.meta.get("interpolation") == GRID_FILL_RULE:
+                rec, w = axis_fill(self.grid, self.hash, ijk, rec, w)
             present = rec != spatialhash.EMPTY
             page, local = spatialhash.split_record(np.where(present, rec, 0))
             if resident is not None:

@@ -80,12 +80,12 @@ def tiny_archive(path, pos, grid_shape=None, page_probes=256):
 def gl_time(ctx, path, q, repeats):
     """Median seconds of one pw_stencil.cs dispatch over q (all pages resident)."""
     from probewarp.runtime import shaders
-    from probewarp.runtime.decode import STENCIL_WORDS, write_positions
+    from probewarp.runtime.decode import write_positions
     from probewarp.runtime.streamer import Streamer
     with Streamer(ctx, path, page_slots=64) as s:
         prog = shaders.compute(ctx, "pw_stencil.cs", s.defines)
         pos = write_positions(ctx, None, q)
-        out = ctx.buffer(reserve=len(q) * STENCIL_WORDS * 4)
+        out = ctx.buffer(reserve=len(q) * (1 + 3 * s.code_corners) * 4)
         s.bind(prog)
         pos.bind_to_storage_buffer(0)
         out.bind_to_storage_buffer(1)

@@ -160,7 +160,7 @@ class Flythrough:
         s = self.streamer
         self._code_buffer = write_positions(self.ctx, self._code_buffer, np.reshape(position, (1, 3)))
         self.codes.run(self._code_buffer, 1)
-        dt = layout.code_record_dtype(s.N)
+        dt = layout.code_record_dtype(s.N, s.code_corners)
         rec = np.frombuffer(self.codes.buffer.read(size=dt.itemsize), dt)[0]
         ent = rec["entries"][:int(rec["n"])]
         out = []

@@ -55,3 +55,15 @@ TET_INSIDE_EPS = 1.0e-5
 #: A tetrahedron whose |det| is below this fraction of the product of its edge
 #: lengths is flat (a sliver of cospherical points) and never holds a query.
 TET_FLAT_REL = 1.0e-9
+
+# --- sparse grids (docs/FORMAT.md "Decoding") -------------------------------------
+#: The ``interpolation`` of sparse grids baked since format version 4: an
+#: absent corner passes its trilinear weight to the present lattice points
+#: among its 6 axis neighbours (in proportion to 1 / step^2 of their axis), so
+#: a query on a missing lattice point blends its neighbours symmetrically and
+#: the weights stay continuous. Older sparse archives say
+#: ``trilinear-present-corners`` (absent corners dropped) and keep that rule.
+GRID_FILL_RULE = "trilinear-axis-fill"
+#: Most probes one position's grid stencil names with the fill: 8 corners and
+#: 3 outside axis neighbours of each (GLSL PW_CODE_CORNERS for such archives).
+GRID_FILL_STENCIL = 32

@@ -19,6 +19,7 @@ import numpy as np
 
 from probewarp.format.constants import GRID_POSITION_REL_TOL
 from probewarp.format.errors import InputError
+from probewarp.format import spatialhash
 from probewarp.format.spatialhash import EMPTY
 
 #: Key of "no lattice point" (outside the grid): the hash's empty key, never stored.
@@ -329,3 +330,50 @@ class Grid:
         """Flat ids with ``i + j + k`` even and odd: the held-out split (DESIGN-NOTES §5)."""
         parity = self.cells_of(np.arange(self.n_points)).sum(axis=1) % 2
         return np.flatnonzero(parity == 0).astype(np.int64), np.flatnonzero(parity == 1).astype(np.int64)
+
+
+def axis_fill(grid, hash_table, ijk, rec, w):
+    """The sparse grids' fill (meta ``interpolation: trilinear-axis-fill``;
+    GLSL ``PW_GRID_FILL``): an absent corner passes its trilinear weight to
+    the present lattice points among its 6 axis neighbours, in proportion
+    to 1 / step^2 of their axis. In-cell neighbours are other corners
+    (columns 0..7 accumulate); the 3 outside ones of corner c (one per axis
+    with more than one lattice point, leaving the cell) are columns
+    8 + 3 c + axis, listed only when c passes a weight > 0.
+    ``hash_table``: ``(table, max_probe)`` of the archive's spatial hash;
+    ``ijk``, ``rec``, ``w``: :meth:`Grid.corners` and the corners' records.
+    (Q, 8) records and weights -> (Q, 32) each (the CPU twin of the
+    ``PW_GRID_FILL`` part of GLSL ``pw_find_probes``)."""
+    g = grid
+    shape = g.shape_array
+    Q = rec.shape[0]
+    inv2 = 1.0 / np.maximum(g.step, 1e-300) ** 2
+    absent = rec == spatialhash.EMPTY
+    out_rec = np.full((Q, 32), spatialhash.EMPTY, np.uint32)
+    out_w = np.zeros((Q, 32))
+    out_rec[:, :8] = rec
+    out_w[:, :8] = np.where(absent, 0.0, w)
+    o = CORNER_OFFSETS
+    for c in range(8):
+        # this corner's present neighbours: in-cell (corner c ^ bit) and outside
+        share = np.zeros((Q, 3, 2))            # [axis, 0: in-cell / 1: outside] weight factor
+        orec = np.full((Q, 3), spatialhash.EMPTY, np.uint32)
+        for a in range(3):
+            if shape[a] < 2:
+                continue
+            cc = c ^ (4 >> a)
+            share[:, a, 0] = np.where(rec[:, cc] != spatialhash.EMPTY, inv2[a], 0.0)
+            step = np.zeros(3, np.int64)
+            step[a] = -1 if o[c, a] == 0 else 1
+            nb = ijk[:, c] + step
+            inside = (nb[:, a] >= 0) & (nb[:, a] < shape[a])
+            r = spatialhash.lookup(*hash_table, g.keys(np.where(inside[:, None], nb, 0)))
+            orec[:, a] = np.where(inside, r, spatialhash.EMPTY)
+            share[:, a, 1] = np.where(orec[:, a] != spatialhash.EMPTY, inv2[a], 0.0)
+        tot = share.sum(axis=(1, 2))
+        give = np.where(absent[:, c] & (w[:, c] > 0) & (tot > 0), w[:, c] / np.where(tot > 0, tot, 1.0), 0.0)
+        for a in range(3):
+            out_w[:, c ^ (4 >> a)] += give * share[:, a, 0]
+            out_rec[:, 8 + 3 * c + a] = np.where(give > 0, orec[:, a], spatialhash.EMPTY)
+            out_w[:, 8 + 3 * c + a] = give * share[:, a, 1]
+    return out_rec, out_w

@@ -83,16 +83,21 @@ CODE_ENTRY_DTYPE = np.dtype([
     ("layer", "<i4"),          # 0   global prototype layer (slot * pw_slot_prototypes + m)
     ("weight", "<f4"),         # 4   blend weight (probe weight * code weight)
 ])                             # 8 bytes
-#: Most code entries one position's merged code holds: 8 corners x N taps.
+#: Most probes one position's stencil names by default (8 grid corners); the
+#: streamer overrides it per archive (PW_CODE_CORNERS): a code holds
+#: CODE_CORNERS x N entries.
 CODE_CORNERS = 8
 
 
-def code_record_dtype(n_taps: int) -> np.dtype:
+def code_record_dtype(n_taps: int, corners: int = CODE_CORNERS) -> np.dtype:
     """One position's merged code (code_at.cs ``PwCodeRecord``) for ``n_taps``:
     ``n`` (0) entries used, ``reserved`` (4), ``entries`` (8) of
-    CODE_CORNERS * n_taps :data:`CODE_ENTRY_DTYPE` (PW_MAX_CODE in GLSL)."""
+    ``corners * n_taps`` :data:`CODE_ENTRY_DTYPE` (PW_MAX_CODE in GLSL).
+    ``corners``: the most probes one position's stencil names, GLSL
+    ``PW_CODE_CORNERS`` (``Streamer.code_corners``: 8 for grids, 32 for sparse
+    grids of the fill rule, 4 for scattered sets)."""
     return np.dtype([("n", "<i4"), ("reserved", "<i4"),
-                     ("entries", CODE_ENTRY_DTYPE, (CODE_CORNERS * int(n_taps),))])
+                     ("entries", CODE_ENTRY_DTYPE, (int(corners) * int(n_taps),))])
 
 
 # --- scattered sets: the tetrahedral index (format/tetindex.py) --------------------

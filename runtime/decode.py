@@ -113,38 +113,38 @@ def write_positions(ctx, buf, q):
     return buf
 
 
-#: uints per position written by pw_stencil.cs (n, slot[8], local[8], w[8])
-STENCIL_WORDS = 25
-
-
 def stencil_gl(streamer, positions):
     """The probes the GPU blends at each position (``pw_stencil.cs``: GLSL
     ``pw_find_probes`` with the streamer's resident pages): (Q,) int count,
-    (Q, 8) page, (Q, 8) local index in that page, (Q, 8) float32 weight
-    (unused entries page -1, weight 0). For checking a host's field and for
-    tests (CPU twin: ``Decoder.pw_find_probes``)."""
+    (Q, K) page, (Q, K) local index in that page, (Q, K) float32 weight,
+    K = ``streamer.code_corners``, in the stencil's fixed slots (unused
+    entries page -1, weight 0). For
+    checking a host's field and for tests (CPU twin: ``Decoder.pw_find_probes``)."""
     ctx = streamer.ctx
     ensure_alive(ctx, "stencil_gl")
+    K = int(streamer.code_corners)
+    words = 1 + 3 * K
     q = np.asarray(positions, np.float64).reshape(-1, 3)
     prog = shaders.compute(ctx, "pw_stencil.cs", streamer.defines)
     pos = write_positions(ctx, None, q)
-    out = ctx.buffer(reserve=max(1, q.shape[0]) * STENCIL_WORDS * 4)
+    out = ctx.buffer(reserve=max(1, q.shape[0]) * words * 4)
     try:
         streamer.bind(prog)
         pos.bind_to_storage_buffer(layout.BINDING_POSITIONS)
         out.bind_to_storage_buffer(layout.BINDING_CODE_RECORDS)
         prog["u_count"].value = q.shape[0]
         prog.run(-(-q.shape[0] // 64))
-        raw = np.frombuffer(out.read(), np.uint32).reshape(-1, STENCIL_WORDS)[:q.shape[0]]
+        raw = np.frombuffer(out.read(), np.uint32).reshape(-1, words)[:q.shape[0]]
     finally:
         for o in (prog, pos, out):
             o.release()
     check_gl_error("pw_stencil.cs", ctx)
     n = raw[:, 0].astype(np.int64)
-    used = np.arange(8) < n[:, None]
-    page = np.where(used, streamer.slot_page[raw[:, 1:9].astype(np.int64)], -1)
-    local = np.where(used, raw[:, 9:17].astype(np.int64), 0)
-    w = np.where(used, raw[:, 17:25].view(np.float32), 0.0).astype(np.float32)
+    slot = raw[:, 1:1 + K].astype(np.int64)
+    used = slot != 0xFFFFFFFF                  # fixed slots (PwStencil): unused entries marked
+    page = np.where(used, streamer.slot_page[np.where(used, slot, 0)], -1)
+    local = np.where(used, raw[:, 1 + K:1 + 2 * K].astype(np.int64), 0)
+    w = np.where(used, raw[:, 1 + 2 * K:].view(np.float32), 0.0).astype(np.float32)
     return n, page, local, w
 
 
@@ -156,7 +156,7 @@ class CodePass:
     def __init__(self, streamer: Streamer):
         self.streamer = streamer
         self.ctx = streamer.ctx
-        self.record_bytes = layout.code_record_dtype(streamer.N).itemsize   # PwCodeRecord
+        self.record_bytes = layout.code_record_dtype(streamer.N, streamer.code_corners).itemsize   # PwCodeRecord
         self.program = shaders.compute(self.ctx, "code_at.cs", streamer.defines)
         self.buffer = None
 

@@ -43,7 +43,9 @@ import numpy as np
 
 from probewarp.format import layout, spatialhash, tetindex, texformats
 from probewarp.format.archive import ArchiveReader, blend_max
+from probewarp.format.constants import GRID_FILL_RULE, GRID_FILL_STENCIL
 from probewarp.format.errors import InputError
+from probewarp.format.grid import axis_fill
 from probewarp.runtime.context import GL_TEXTURE_CUBE_MAP_SEAMLESS, _gl, check_gl_error, ensure_alive
 from probewarp.runtime.cubearray import CubemapArray
 
@@ -107,6 +109,11 @@ class Streamer:
         GL = _gl()
         meta, table = self.reader.meta, self.reader.table
         self.scattered = meta.get("grid") is None
+        #: sparse grids of the fill rule (format.constants.GRID_FILL_RULE)
+        self.grid_fill = not self.scattered and meta.get("interpolation") == GRID_FILL_RULE
+        #: most probes one position's stencil names (GLSL PW_CODE_CORNERS; code records hold
+        #: code_corners * N entries: layout.code_record_dtype)
+        self.code_corners = 4 if self.scattered else GRID_FILL_STENCIL if self.grid_fill else layout.CODE_CORNERS
         if self.scattered and meta.get("interpolation") != "tetrahedral":
             raise InputError(f"{self.path}: field interpolation: {meta.get('interpolation')!r}: the GL runtime "
                              "decodes scattered sets by the tetrahedral rule only; bake the set again "
@@ -275,7 +282,8 @@ class Streamer:
         """``#define`` values a program including common_probewarp.glsl needs."""
         return dict(layout.glsl_defines(), PW_N_TAPS=self.N, PW_DOMAIN_TONEMAP=self.meta["domain"] == "tonemap",
                     PW_N_ARRAYS=self.n_arrays, PW_TONEMAP_Y_MAX=blend_max(self.meta),
-                    PW_SCATTERED=int(self.scattered))
+                    PW_SCATTERED=int(self.scattered), PW_GRID_FILL=int(self.grid_fill),
+                    PW_CODE_CORNERS=self.code_corners)
 
     # -- which pages ------------------------------------------------------------
     def corner_pages(self, positions) -> np.ndarray:
@@ -286,8 +294,10 @@ class Streamer:
             ids, _, k = tetindex.lookup(self.tet_index, np.asarray(positions, np.float64).reshape(-1, 3),
                                         with_corners=True)
             return np.unique(self._probe_page[ids[np.arange(4) < k[:, None]]])
-        ijk, _ = self.grid.corners(positions)
+        ijk, w = self.grid.corners(positions)
         rec = spatialhash.lookup(self.hash_table, self.hash_max_probe, self.grid.keys(ijk))
+        if self.grid_fill:
+            rec, _ = axis_fill(self.grid, (self.hash_table, self.hash_max_probe), ijk, rec, w)
         rec = rec[rec != spatialhash.EMPTY]
         return np.unique(spatialhash.split_record(rec)[0])
 

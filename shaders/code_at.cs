@@ -5,7 +5,7 @@
 // (8 hash lookups, the stencil, merging) once per position instead of once
 // per texel or work group is what makes those passes cheap.
 //
-// One invocation per position: pw_code_at(positions[q].xyz) + pw_code_merge
+// One invocation per position: pw_code_at(positions[q].xyz), merged
 // (common_probewarp.glsl), written as records[q], a PwCodeRecord
 // (pw_layout.glsl; numpy twin probewarp.format.layout.code_record_dtype):
 // n entries used, then n (layer, weight) entries.
@@ -18,7 +18,7 @@
 
 layout(local_size_x = 64) in;
 layout(std430, binding = PW_BINDING_POSITIONS) readonly buffer Positions { PwPosition positions[]; };
-layout(std430, binding = PW_BINDING_CODE_RECORDS) writeonly buffer Codes { PwCodeRecord records[]; };
+layout(std430, binding = PW_BINDING_CODE_RECORDS) buffer Codes { PwCodeRecord records[]; };
 
 uniform int u_count;
 
@@ -28,11 +28,25 @@ void main()
     if (q >= u_count)
         return;
     PwCode code = pw_code_at(positions[q].xyz);
-    pw_code_merge(code);
-    records[q].n = code.n;
-    records[q].reserved = 0;
-    for (int i = 0; i < code.n; ++i) {
-        records[q].entries[i].layer = code.layer[i];
-        records[q].entries[i].weight = code.w[i];
+    // merge repeated prototypes straight into the record (SSBO memory takes
+    // dynamic indices cheaply; pw_code_merge's register arrays compile slowly)
+    int n = 0;
+    for (int i = 0; i < PW_MAX_CODE; ++i) {
+        float w = code.w[i];
+        if (!(w > 0.0))
+            continue;
+        int l = code.layer[i];
+        int j = 0;
+        while (j < n && records[q].entries[j].layer != l)
+            ++j;
+        if (j < n) {
+            records[q].entries[j].weight += w;
+        } else {
+            records[q].entries[n].layer = l;
+            records[q].entries[n].weight = w;
+            ++n;
+        }
     }
+    records[q].n = n;
+    records[q].reserved = 0;
 }

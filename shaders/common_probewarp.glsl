@@ -13,8 +13,10 @@
 //             probe around x is resident, else 0 with rgb = 0 (fall back to
 //             your own ambient). lod: prototype mip level, see pw_lod_for.
 //   PwStencil pw_find_probes(vec3 x)
-//             The up to 8 grid probes around x that exist and are resident,
-//             with renormalised trilinear weights.
+//             The probes blended at x that exist and are resident, with their
+//             renormalised weights, in fixed slots (PW_CODE_CORNERS of them:
+//             the 8 grid corners; 32 with the sparse grids' fill; 4 for
+//             scattered sets).
 //   PwCode  pw_code_at(vec3 x)
 //             Those probes' codes blended into one list of (prototype layer,
 //             weight); pw_code_merge() folds repeated prototypes. Compute it
@@ -44,10 +46,14 @@
 //   else the closest other simplex (hull triangle outside the hull; triangle,
 //   segment or point of a flat set) gives the barycentric weights of the
 //   closest point. Up to 4 probes; absent pages dropped as for grids.
-// - A corner without a probe (a sparse grid's empty lattice point) or whose
-//   page is not resident (Streamer budget; page slot PW_PAGE_ABSENT) is
-//   dropped and the remaining weights renormalised; if they sum to 0 the
-//   remaining corners share equally; if no corner remains, coverage is 0.
+// - Sparse grids (PW_GRID_FILL 1, meta trilinear-axis-fill): a corner
+//   without a probe passes its trilinear weight to the present lattice points
+//   among its 6 axis neighbours, in proportion to 1 / step^2 of their axis
+//   (earlier sparse archives, PW_GRID_FILL 0: it is dropped).
+// - A probe whose page is not resident (Streamer budget; page slot
+//   PW_PAGE_ABSENT) is dropped and the remaining weights renormalised; if
+//   they sum to 0 the remaining probes share equally; if none remains,
+//   coverage is 0.
 // - Warp misses (only from outside a sphere) clamp the discriminant at 0:
 //   the ray's point of closest approach (docs/FORMAT.md "closest-approach").
 //   A sphere whose flags have PW_SPHERE_FLAG_NO_PARALLAX is infinitely far
@@ -111,6 +117,9 @@
 #ifndef PW_SCATTERED
 #define PW_SCATTERED 0         // 1: a scattered archive (tetrahedral index instead of the hash)
 #endif
+#ifndef PW_GRID_FILL
+#define PW_GRID_FILL 0         // 1: a sparse grid of the rule trilinear-axis-fill (Streamer.defines)
+#endif
 
 #include "pw_layout.glsl"
 
@@ -148,18 +157,48 @@ uniform int pw_pages_per_array;   // slots per cube-map array
 uniform int pw_prototype_res;     // Rp, face size of level 0
 uniform float pw_max_lod;         // last mip level allocated
 
+// Fixed slots (no dynamically indexed writes: llvmpipe compiled the 32-slot
+// form with them in minutes): entry c is in use when slot[c] != PW_PAGE_ABSENT.
+// Grids: corner c in entry c, the fill's outside neighbour (c, axis) in entry
+// 8 + 3 c + axis; scattered sets: the simplex's corners in entries 0..3.
 struct PwStencil {
-    int n;            // probes found (0..8)
-    int slot[8];      // resident slot of each probe's page
-    int local[8];     // probe index within its page
-    float w[8];       // renormalised trilinear weights (sum 1 when n > 0)
+    int n;                          // entries in use (0..PW_CODE_CORNERS)
+    int slot[PW_CODE_CORNERS];      // resident slot of the probe's page, PW_PAGE_ABSENT: unused
+    int local[PW_CODE_CORNERS];     // probe index within its page
+    float w[PW_CODE_CORNERS];       // renormalised weights (sum 1 when n > 0; 0 when unused)
 };
 
 struct PwCode {
-    int n;                      // entries used
+    int n;                      // entries: always PW_MAX_CODE (fixed slots c * PW_N_TAPS + k)
     int layer[PW_MAX_CODE];     // global prototype layer: slot * pw_slot_prototypes + m
-    float w[PW_MAX_CODE];       // blend weight (probe weight * code weight)
+    float w[PW_MAX_CODE];       // blend weight (probe weight * code weight), 0: unused
 };
+
+// Set entry i of a stencil: the probe of record rec (PW_EMPTY: none) with
+// weight w; a probe whose page is not resident leaves the entry unused.
+void pw_stencil_set(inout PwStencil st, int i, uint rec, float w)
+{
+    int slot = rec == PW_EMPTY ? PW_PAGE_ABSENT : pw_page_slot[int(rec >> PW_RECORD_PAGE_SHIFT)];
+    st.slot[i] = slot;
+    st.local[i] = int(rec & PW_RECORD_LOCAL_MASK);
+    st.w[i] = slot == PW_PAGE_ABSENT ? 0.0 : w;
+}
+
+// The shared fallback: weights renormalised over the entries in use; if they
+// sum to 0, the entries in use share equally; n counts them.
+void pw_stencil_finish(inout PwStencil st)
+{
+    float total = 0.0;
+    int n = 0;
+    for (int c = 0; c < PW_CODE_CORNERS; ++c) {
+        total += st.w[c];
+        n += st.slot[c] != PW_PAGE_ABSENT ? 1 : 0;
+    }
+    for (int c = 0; c < PW_CODE_CORNERS; ++c)
+        st.w[c] = st.slot[c] == PW_PAGE_ABSENT ? 0.0 : (total > 0.0 ? st.w[c] / total : 1.0 / float(n));
+    st.n = n;
+}
+
 
 #if !PW_SCATTERED
 // MurmurHash3 fmix32; twin of probewarp.format.spatialhash.fmix32.
@@ -200,34 +239,83 @@ uint pw_find_record(uint key)
     return PW_EMPTY;
 }
 
-// CPU twin: probewarp.baker.decoder.Decoder.pw_find_probes (corners: Grid.corners).
+// CPU twin: probewarp.baker.decoder.Decoder.pw_find_probes (corners: Grid.corners;
+// the fill: Decoder._axis_fill).
 PwStencil pw_find_probes(vec3 x)
 {
     vec3 shape_m1 = vec3(pw_grid_shape - 1);
     vec3 u = clamp((x - pw_grid_lo) / pw_grid_step, vec3(0.0), shape_m1);
     ivec3 i0 = min(ivec3(floor(u)), max(pw_grid_shape - 2, ivec3(0)));
     vec3 f = u - vec3(i0);
-    PwStencil st;
-    st.n = 0;
-    float total = 0.0;
+    uint rec[8];
+    float wc[8];
+    float acc[8];
     for (int c = 0; c < 8; ++c) {
         ivec3 o = ivec3((c >> 2) & 1, (c >> 1) & 1, c & 1);
-        ivec3 cell = min(i0 + o, pw_grid_shape - 1);
-        uint rec = pw_find_record(pw_lattice_key(cell));
-        if (rec == PW_EMPTY)
-            continue;
-        int slot = pw_page_slot[int(rec >> PW_RECORD_PAGE_SHIFT)];
-        if (slot == PW_PAGE_ABSENT)
-            continue;
+        rec[c] = pw_find_record(pw_lattice_key(min(i0 + o, pw_grid_shape - 1)));
         vec3 t = mix(vec3(1.0) - f, f, vec3(o));
-        st.slot[st.n] = slot;
-        st.local[st.n] = int(rec & PW_RECORD_LOCAL_MASK);
-        st.w[st.n] = t.x * t.y * t.z;
-        total += st.w[st.n];
-        st.n += 1;
+        wc[c] = t.x * t.y * t.z;
+        acc[c] = rec[c] == PW_EMPTY ? 0.0 : wc[c];
     }
-    for (int c = 0; c < st.n; ++c)
-        st.w[c] = total > 0.0 ? st.w[c] / total : 1.0 / float(st.n);
+#if PW_GRID_FILL
+    // An absent corner passes its weight to its present axis neighbours (1 / step^2
+    // of their axis). The outside neighbours' lookups run in one loop of run-time
+    // length (one pw_find_record call site: llvmpipe took minutes to compile the
+    // unrolled form).
+    uint orec[24];
+    float ow[24];
+    int todo[24];
+    int n_todo = 0;
+    for (int e = 0; e < 24; ++e) {
+        orec[e] = PW_EMPTY;
+        ow[e] = 0.0;
+    }
+    for (int c = 0; c < 8; ++c)
+        if (rec[c] == PW_EMPTY && wc[c] > 0.0)
+            for (int a = 0; a < 3; ++a)
+                if (pw_grid_shape[a] >= 2)
+                    todo[n_todo++] = 3 * c + a;
+    for (int k = 0; k < n_todo; ++k) {
+        int e = todo[k];
+        int c = e / 3, a = e - 3 * (e / 3);
+        ivec3 o = ivec3((c >> 2) & 1, (c >> 1) & 1, c & 1);
+        ivec3 unit = ivec3(equal(ivec3(a), ivec3(0, 1, 2)));
+        ivec3 q = i0 + o + unit * (2 * o - 1);            // leaves the cell along axis a
+        if (all(greaterThanEqual(q, ivec3(0))) && all(lessThan(q, pw_grid_shape)))
+            orec[e] = pw_find_record(pw_lattice_key(q));
+    }
+    vec3 inv2 = 1.0 / (pw_grid_step * pw_grid_step);
+    for (int c = 0; c < 8; ++c) {
+        if (rec[c] != PW_EMPTY || !(wc[c] > 0.0))
+            continue;
+        vec3 share_in = vec3(0.0), share_out = vec3(0.0);
+        for (int a = 0; a < 3; ++a) {
+            if (pw_grid_shape[a] < 2)
+                continue;
+            share_in[a] = rec[c ^ (4 >> a)] != PW_EMPTY ? inv2[a] : 0.0;
+            share_out[a] = orec[3 * c + a] != PW_EMPTY ? inv2[a] : 0.0;
+        }
+        float tot = dot(share_in + share_out, vec3(1.0));
+        if (!(tot > 0.0))
+            continue;
+        float give = wc[c] / tot;
+        for (int a = 0; a < 3; ++a) {
+            acc[c ^ (4 >> a)] += give * share_in[a];
+            ow[3 * c + a] = give * share_out[a];
+        }
+    }
+#endif
+    PwStencil st;
+    st.n = 0;
+    for (int c = 0; c < PW_CODE_CORNERS; ++c)
+        pw_stencil_set(st, c, PW_EMPTY, 0.0);
+    for (int c = 0; c < 8; ++c)
+        pw_stencil_set(st, c, rec[c], acc[c]);
+#if PW_GRID_FILL
+    for (int e = 0; e < 24; ++e)
+        pw_stencil_set(st, 8 + e, ow[e] > 0.0 ? orec[e] : PW_EMPTY, ow[e]);
+#endif
+    pw_stencil_finish(st);
     return st;
 }
 #else
@@ -347,55 +435,48 @@ PwStencil pw_find_probes(vec3 x)
     else if (e < 0 && fk >= 0) { e = fk; w = max(fw, vec4(0.0)); w /= dot(w, vec4(1.0)); }
     PwStencil st;
     st.n = 0;
-    if (e < 0)
-        return st;
-    PwSimplex s = pw_simplices[e];
-    int k = pw_simplex_corners(s);
-    float total = 0.0;
-    for (int j = 0; j < k; ++j) {
-        uint rec = pw_probes[s.probes[j]].record;
-        int slot = pw_page_slot[int(rec >> PW_RECORD_PAGE_SHIFT)];
-        if (slot == PW_PAGE_ABSENT)
-            continue;
-        st.slot[st.n] = slot;
-        st.local[st.n] = int(rec & PW_RECORD_LOCAL_MASK);
-        st.w[st.n] = w[j];
-        total += w[j];
-        st.n += 1;
+    for (int c = 0; c < PW_CODE_CORNERS; ++c)
+        pw_stencil_set(st, c, PW_EMPTY, 0.0);
+    if (e >= 0) {
+        PwSimplex s = pw_simplices[e];
+        int k = pw_simplex_corners(s);
+        for (int j = 0; j < 4; ++j)
+            pw_stencil_set(st, j, j < k ? pw_probes[s.probes[j]].record : PW_EMPTY, w[j]);
     }
-    for (int j = 0; j < st.n; ++j)
-        st.w[j] = total > 0.0 ? st.w[j] / total : 1.0 / float(st.n);
+    pw_stencil_finish(st);
     return st;
 }
 #endif
 
-// CPU twin: Decoder.pw_code_at (fixed width, zero weights kept, no merge).
+// CPU twin: Decoder.pw_code_at (fixed width, zero weights kept, no merge):
+// entry c * PW_N_TAPS + k is tap k of stencil entry c (weight 0 when unused).
 PwCode pw_code_at(vec3 x)
 {
     PwStencil st = pw_find_probes(x);
     PwCode code;
-    code.n = 0;
-    for (int c = 0; c < st.n; ++c) {
-        int base = (st.slot[c] * pw_page_probes + st.local[c]) * PW_N_TAPS;
+    code.n = PW_MAX_CODE;
+    for (int c = 0; c < PW_CODE_CORNERS; ++c) {
+        bool on = st.slot[c] != PW_PAGE_ABSENT;
+        int base = on ? (st.slot[c] * pw_page_probes + st.local[c]) * PW_N_TAPS : 0;
         for (int k = 0; k < PW_N_TAPS; ++k) {
-            uint e = pw_codes[base + k];
-            float w = float(e >> PW_CODE_WEIGHT_SHIFT) * PW_CODE_WEIGHT_SCALE * st.w[c];
-            if (w > 0.0) {
-                code.layer[code.n] = st.slot[c] * pw_slot_prototypes + int(e & PW_CODE_INDEX_MASK);
-                code.w[code.n] = w;
-                code.n += 1;
-            }
+            uint e = on ? pw_codes[base + k] : 0u;
+            code.layer[c * PW_N_TAPS + k] = on ? st.slot[c] * pw_slot_prototypes + int(e & PW_CODE_INDEX_MASK) : 0;
+            code.w[c * PW_N_TAPS + k] = on ? float(e >> PW_CODE_WEIGHT_SHIFT) * PW_CODE_WEIGHT_SCALE * st.w[c] : 0.0;
         }
     }
     return code;
 }
 
 // Fold entries naming the same prototype (neighbouring probes share most of
-// theirs): fewer warps and samples per direction, same blend up to rounding.
+// theirs) and drop unused ones: fewer warps and samples per direction, same
+// blend up to rounding. Its writes are dynamically indexed: heavy to compile
+// for large PW_MAX_CODE (code_at.cs merges straight into its SSBO record).
 void pw_code_merge(inout PwCode code)
 {
     int n = 0;
     for (int i = 0; i < code.n; ++i) {
+        if (!(code.w[i] > 0.0))
+            continue;
         int j = 0;
         while (j < n && code.layer[j] != code.layer[i])
             ++j;
@@ -490,9 +571,14 @@ vec3 pw_blend_term(int layer, float w, vec3 x, vec3 d, float lod)
 vec4 pw_radiance(PwCode code, vec3 x, vec3 d, float lod)
 {
     vec3 y = vec3(0.0);
-    for (int i = 0; i < code.n; ++i)
+    bool covered = false;
+    for (int i = 0; i < code.n; ++i) {
+        if (!(code.w[i] > 0.0))
+            continue;
         y += pw_blend_term(code.layer[i], code.w[i], x, d, lod);
-    return vec4(pw_from_domain(y), code.n > 0 ? 1.0 : 0.0);
+        covered = true;
+    }
+    return vec4(pw_from_domain(y), covered ? 1.0 : 0.0);
 }
 
 // CPU twin: Decoder.pw_decode (level 0).

@@ -3,8 +3,9 @@
 //
 // Utility and test pass for common_probewarp.glsl's pw_find_probes (grid and
 // scattered archives alike; CPU twin Decoder.pw_find_probes): for each
-// position it writes PW_STENCIL_WORDS uints: n, then slot[8], local[8] and
-// floatBitsToUint(w[8]) of the PwStencil (unused entries 0).
+// position it writes PW_STENCIL_WORDS uints: n, then slot[K], local[K] and
+// floatBitsToUint(w[K]) of the PwStencil, K = PW_CODE_CORNERS (fixed slots;
+// unused entries: slot 0xFFFFFFFF, local and weight 0).
 // Needs the Streamer's buffers and uniforms (Streamer.bind).
 //   binding PW_BINDING_POSITIONS  PwPosition positions[]
 //   binding PW_BINDING_CODE_RECORDS  uint stencils[]
@@ -12,7 +13,7 @@
 
 #include "common_probewarp.glsl"
 
-#define PW_STENCIL_WORDS 25
+#define PW_STENCIL_WORDS (1 + 3 * PW_CODE_CORNERS)
 
 layout(local_size_x = 64) in;
 layout(std430, binding = PW_BINDING_POSITIONS) readonly buffer Positions { PwPosition positions[]; };
@@ -28,10 +29,10 @@ void main()
     PwStencil st = pw_find_probes(positions[i].xyz);
     int o = i * PW_STENCIL_WORDS;
     stencils[o] = uint(st.n);
-    for (int c = 0; c < 8; ++c) {
-        bool used = c < st.n;
-        stencils[o + 1 + c] = used ? uint(st.slot[c]) : 0u;
-        stencils[o + 9 + c] = used ? uint(st.local[c]) : 0u;
-        stencils[o + 17 + c] = used ? floatBitsToUint(st.w[c]) : 0u;
+    for (int c = 0; c < PW_CODE_CORNERS; ++c) {
+        bool used = st.slot[c] != PW_PAGE_ABSENT;
+        stencils[o + 1 + c] = used ? uint(st.slot[c]) : 0xFFFFFFFFu;
+        stencils[o + 1 + PW_CODE_CORNERS + c] = used ? uint(st.local[c]) : 0u;
+        stencils[o + 1 + 2 * PW_CODE_CORNERS + c] = used ? floatBitsToUint(st.w[c]) : 0u;
     }
 }

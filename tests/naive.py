@@ -374,3 +374,43 @@ def naive_tetra_weights(points, simplices, hull, q):
         if d < best[0]:
             best = (d, t, wts)
     return {int(i): float(v) for i, v in zip(best[1], best[2])}
+
+
+def naive_axis_fill_weights(shape, step, present, u):
+    """The sparse grids' fill rule by brute force, in lattice units: ``shape``
+    (3,), ``step`` (3,) spacing, ``present`` a set of lattice points (i, j, k),
+    ``u`` the query's continuous lattice coordinates (clamped into the box
+    here). Trilinear weights on the 8 corners of the cell; a present corner
+    keeps its weight; an absent one gives it to its present axis neighbours
+    (inside the lattice) in proportion to 1/step^2 of their axis; then
+    normalised over everything received. Returns {lattice point: weight}
+    (empty when nothing is present around). Axes with one point: both
+    corners are that point (weight 1 - 0)."""
+    shape = np.asarray(shape)
+    u = np.clip(np.asarray(u, np.float64), 0, shape - 1)
+    i0 = np.minimum(np.floor(u).astype(int), np.maximum(shape - 2, 0))
+    f = u - i0
+    got = {}
+    for c in range(8):
+        o = np.array([(c >> 2) & 1, (c >> 1) & 1, c & 1])
+        p = tuple(int(v) for v in np.minimum(i0 + o, shape - 1))
+        wc = float(np.prod(np.where(o == 1, f, 1 - f)))
+        if p in present:
+            got[p] = got.get(p, 0.0) + wc
+            continue
+        if wc <= 0:
+            continue
+        nbs = []
+        for a in range(3):
+            if shape[a] < 2:
+                continue
+            for s in (-1, 1):
+                q = list(p)
+                q[a] += s
+                if 0 <= q[a] < shape[a] and tuple(q) in present:
+                    nbs.append((tuple(q), 1.0 / step[a] ** 2))
+        tot = sum(v for _, v in nbs)
+        for q, v in nbs:
+            got[q] = got.get(q, 0.0) + wc * v / tot
+    total = sum(got.values())
+    return {k: v / total for k, v in got.items()} if total > 0 else {}
