@@ -44,6 +44,16 @@ DEFAULT_MAX_ITERATIONS = 8
 #: other pages this close to it, so border probes see the context inner
 #: ones do (``benchmarks/bench_halo.py`` measured the seam against it).
 DEFAULT_HALO = 1.0
+#: A lattice with holes found in a set without grid metadata bakes as a
+#: sparse grid (the axis fill between probes, a 7-8 B/probe hash) when at
+#: least this share of its points hold probes, else scattered (the
+#: tetrahedral rule, an 80-95 B/probe index). Measured with
+#: benchmarks/bench_scattered.py (results/scattered*.json): at a quarter kept
+#: the sparse grid collapses (16.6 vs 24.8 dB town, 17.2 vs 19.1 interior);
+#: at half it is better and cheaper on the town (25.15 dB at 120 B vs 24.94 at
+#: 197) and 0.56 dB lower at 62 % of the bytes on the interior; at three
+#: quarters better and cheaper (town 25.56 at 88 B vs 25.17 at 163).
+HOLES_GRID_MIN_FILL = 0.5
 
 # --- probe-set storage -------------------------------------------------------
 #: Chunked (zarr) probe stores: probes per chunk along the probe axis, at

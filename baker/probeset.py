@@ -474,28 +474,32 @@ class ProbeSet:
         names = None if self.names is None else [self.names[i] for i in idx]
         return ProbeSet(self.positions[idx], faces, names=names, source=self.source)
 
-    def with_detected_lattice(self, holes: str = "scattered") -> tuple["ProbeSet", dict | None]:
+    def with_detected_lattice(self, holes: str = "auto") -> tuple["ProbeSet", dict | None]:
         """A set without a grid description whose positions lie on a regular
         lattice (:meth:`probewarp.format.grid.Grid.detect`) as that grid:
         ``(set, info)``; ``info`` is None (and the set unchanged) when it has a
         grid already or lies on none. A complete lattice in another order is
         put in grid order (``info['reordered']``; faces stay lazy).
 
-        A lattice **with holes** stays a scattered set by default
-        (``holes="scattered"``; ``info['as_grid']`` False): decoded with the
-        tetrahedral rule it is better between probes than with the sparse
-        grid's rule at every fill measured (``benchmarks/bench_scattered.py``:
-        a quarter, half and three quarters of the built-in grid kept; and a
-        cell with no probe at its corners decodes to nothing under the grid
-        rule). ``holes="grid"`` makes it a sparse grid instead."""
-        if holes not in ("scattered", "grid"):
-            raise ValueError(f"holes must be 'scattered' or 'grid', got {holes!r}")
+        A lattice **with holes** (``holes="auto"``, the default) becomes a
+        sparse grid when at least ``config.HOLES_GRID_MIN_FILL`` (half) of its
+        points hold probes, else it stays a scattered set (``info['as_grid']``
+        False), decoded by the tetrahedral rule: measured with
+        ``benchmarks/bench_scattered.py`` (a quarter, half and three quarters
+        of the built-in grid kept, two scenes), the sparse grid's axis fill is
+        as good or better per byte from half kept on and collapses at a
+        quarter. ``holes="grid"`` or ``"scattered"`` forces either."""
+        if holes not in ("auto", "scattered", "grid"):
+            raise ValueError(f"holes must be 'auto', 'scattered' or 'grid', got {holes!r}")
         if self.grid_shape is not None or self.n_probes < 2:
             return self, None
         g = Grid.detect(self.positions)
         if g is None:
             return self, None
         n_holes = int(g.n_points - self.n_probes)
+        if holes == "auto":
+            from probewarp.baker.config import HOLES_GRID_MIN_FILL
+            holes = "grid" if self.n_probes >= HOLES_GRID_MIN_FILL * g.n_points else "scattered"
         if n_holes and holes == "scattered":
             return self, {"shape": list(g.shape), "lo": g.lo.tolist(), "hi": g.hi.tolist(), "dense": False,
                           "holes": n_holes, "reordered": False, "as_grid": False}

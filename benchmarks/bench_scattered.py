@@ -11,8 +11,10 @@ a random quarter of the probes is kept (the training set) and the other
 three quarters are decoded (held out), the way the issue measured a real
 scene. Rows: probewarp baked on the kept probes (M = 32, N = 4: the default
 rate of M per probe) and decoded at the held-out positions, against blending
-the uncompressed kept probes with the same interpolation rule (linear
-radiance, no warp). The subset is decoded twice: as the sparse grid lattice
+the uncompressed kept probes with the same interpolation rule (the
+decoder's own stencil: the tetrahedral rule, or the sparse grid's fill;
+linear radiance, no warp; the grid rows also give ``neighbour_blend``,
+``compare``'s held-out baseline). The subset is decoded twice: as the sparse grid lattice
 detection finds (the grid rule) and forced scattered (the tetrahedral rule).
 PSNR of DESIGN-NOTES §5 over the held-out probes, decoded by the CPU
 reference decoder and by the GL runtime (the streamer and GLSL
@@ -63,10 +65,14 @@ def psnr(ref, test):
     return psnr_from_mse(per_probe_mse(ref, test))
 
 
-def tetra_blend(train_pos, train_faces, query):
-    from probewarp.baker.tetra import Tetrahedra
-    ids, w = Tetrahedra(train_pos).weights(query)
-    return np.einsum("qk,qk...->q...", w, train_faces[ids].astype(np.float64)).astype(np.float32)
+def same_rule_blend(dec, train_pos, train_faces, query):
+    """The uncompressed training probes blended with the archive's own
+    interpolation rule (the decoder's stencil), in linear radiance."""
+    from scipy.spatial import cKDTree
+    d, row = cKDTree(train_pos).query(dec.positions)      # archive probe id -> training row
+    assert d.max() < 1e-3
+    ids, w = dec.pw_find_probes(query)
+    return np.einsum("qk,qk...->q...", w, train_faces[row[ids]].astype(np.float64)).astype(np.float32)
 
 
 def main():
@@ -123,15 +129,20 @@ def main():
                         summ = ar.summary()
                     index = summ["tetra_index"] or summ["hash"]
                     gl = decode_gl(Path(tmp) / "t.pwa", qp, ctx=ctx) if ctx is not None else None
+                # the uncompressed kept probes blended by the archive's own rule (the
+                # decoder's stencil: the sparse grid's fill, or the tetrahedral rule)
+                base = same_rule_blend(dec, tp, tf, qp)
                 if grid is not None:
-                    base = neighbour_blend(tp, tf, grid.shape, grid.lo, grid.hi, qp)
+                    row_extra = {"neighbour_blend_psnr_db":
+                                 psnr(qf, neighbour_blend(tp, tf, grid.shape, grid.lo, grid.hi, qp))}
                 else:
-                    base = tetra_blend(tp, tf, qp)
+                    row_extra = {}
                 row = {"scene": name, "set": kind, "rule": rule, "interpolation": interp,
                        "kept": int(keep.sum()), "held_out": int((~keep).sum()),
                        "probewarp_psnr_db": psnr(qf, got), "neighbours_psnr_db": psnr(qf, base),
                        "bytes_per_probe_kept": r.bytes_per_probe,
-                       "index_bytes_per_probe_kept": index["bytes"] / int(keep.sum()), "bake_seconds": bake_s}
+                       "index_bytes_per_probe_kept": index["bytes"] / int(keep.sum()), "bake_seconds": bake_s,
+                       **row_extra}
                 if gl is not None:
                     row["probewarp_gl_psnr_db"] = psnr(qf, gl)
                 rows.append(row)

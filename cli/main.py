@@ -392,12 +392,13 @@ def _bake(run, n_probes: int):
               f"(gap {b['gap_db']:+.2f} dB)")
     lat = getattr(r, "lattice_detected", None)
     if lat and lat["as_grid"]:
-        print(f"  lattice detected (no grid in the input): {' x '.join(map(str, lat['shape']))}, dense"
+        kind = "dense" if lat["dense"] else f"{lat['holes']} points without a probe"
+        print(f"  lattice detected (no grid in the input): {' x '.join(map(str, lat['shape']))}, {kind}"
               + (", probes put in grid order" if lat["reordered"] else "") + ": baked and decoded as a grid")
     elif lat:
         print(f"  on a lattice of {' x '.join(map(str, lat['shape']))} with {lat['holes']} points without a probe: "
-              "baked as a scattered set (the tetrahedral rule decodes better between probes than a sparse "
-              "grid's; docs/FORMAT.md)")
+              "baked as a scattered set (below half full, the tetrahedral rule decodes better between probes "
+              "than a sparse grid's; docs/FORMAT.md)")
     if paths:
         print(f"  report {paths['json']}, plots " + ", ".join(str(v) for k, v in paths.items() if k != "json"))
     return r

@@ -73,24 +73,34 @@ def test_a_lattice_without_metadata_bakes_exactly_as_with_it(tmp_path, order):
     np.testing.assert_array_equal(Decoder(tmp_path / "a.pwa").decode(q), Decoder(tmp_path / "b.pwa").decode(q))
 
 
-def test_a_lattice_with_holes_bakes_scattered_by_default_or_as_a_sparse_grid(tmp_path):
-    """Holes: the tetrahedral rule measured better between probes than the
-    sparse grid's (benchmarks/bench_scattered.py), so such a set stays
-    scattered unless asked; both are reported."""
+@pytest.mark.parametrize("fill,as_grid", [(0.3, False), (0.7, True)])
+def test_a_lattice_with_holes_bakes_by_its_fill_or_as_asked(tmp_path, fill, as_grid):
+    """Holes: below half full the tetrahedral rule measured better between
+    probes than the sparse grid's axis fill, from half full on the sparse
+    grid is as good or better per byte (benchmarks/bench_scattered.py,
+    config.HOLES_GRID_MIN_FILL); both are reported, either can be forced."""
     from probewarp.baker.pipeline import bake_probeset
     from probewarp.format.archive import ArchiveReader
+    from probewarp.format.constants import GRID_FILL_RULE
     shape = (8, 2, 8)
     g, faces = field(shape, R=4)
-    keep = np.random.default_rng(5).random(len(g)) < 0.6
-    keep[[0, -1]] = True
+    rng = np.random.default_rng(5)
+    keep = np.zeros(len(g), bool)
+    keep[rng.choice(len(g), int(round(fill * len(g))), replace=False)] = True
+    keep[[0, -1]] = True                     # the lattice's box
     ps = ProbeSet(positions=g[keep].astype(np.float32), faces=faces[keep])
     r = bake_probeset(ps, tmp_path / "s.pwa", n_prototypes=12, n_taps=3, page_probes=64, n_iter=1, seed=3)
     lat = r.lattice_detected
-    assert lat["holes"] == int((~keep).sum()) and lat["shape"] == list(shape) and lat["as_grid"] is False
+    assert lat["holes"] == int((~keep).sum()) and lat["shape"] == list(shape) and lat["as_grid"] is as_grid
     with ArchiveReader(tmp_path / "s.pwa") as ar:
-        assert ar.meta.get("grid") is None and ar.meta["interpolation"] == "tetrahedral"
+        if as_grid:
+            assert ar.meta["grid"]["dense"] is False and ar.meta["interpolation"] == GRID_FILL_RULE
+        else:
+            assert ar.meta.get("grid") is None and ar.meta["interpolation"] == "tetrahedral"
     sparse, info = ps.with_detected_lattice(holes="grid")
     assert info["as_grid"] and not sparse.grid_dense and tuple(sparse.grid_shape) == shape
+    same, info = ps.with_detected_lattice(holes="scattered")
+    assert not info["as_grid"] and same.grid_shape is None
     with pytest.raises(ValueError, match="holes"):
         ps.with_detected_lattice(holes="maybe")
 
