@@ -21,7 +21,6 @@ import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 import numpy as np  # noqa: E402
 
-from probewarp.baker.report import write_json  # noqa: E402
 
 
 def main():
@@ -61,10 +60,7 @@ def main():
               f"brightest input, mean radiance x{row['old']['mean_radiance'] / row['input_mean']:.0f}; clip: "
               f"x{row['clip']['mean_radiance'] / row['input_mean']:.2f}; PSNR "
               f"{row['old']['psnr_at_probes_db']:.4f} -> {row['clip']['psnr_at_probes_db']:.4f} dB", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "clip.json", {**provenance.header("clip", args), "rows": rows})
-    print(f"wrote {out / 'clip.json'}")
+    provenance.write(args.out, "clip", "clip", args, rows=rows)
 
 
 if __name__ == "__main__":

@@ -183,7 +183,6 @@ def main():
     args = ap.parse_args()
     from probewarp.baker.domain import to_domain
     from probewarp.baker.prototypes import ProbeCodec
-    from probewarp.baker.report import write_json
     rows = []
     for scene in args.scenes:
         probes = scene_probes(scene, args.n, args.res, args.work)
@@ -254,11 +253,7 @@ def main():
             print(f"{scene}: sphere {row[f'sphere_M{M}']:.2f} -> refit {row[f'sphere_refit_M{M}']:.2f} dB; "
                   f"depth {row[f'depth_M{M}']:.2f} -> refit {row[f'depth_refit_M{M}']:.2f} dB", flush=True)
         rows.append(row)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "depth.json", {
-        **provenance.header("depth", args), "factors": FACTORS.tolist(), "rows": rows})
-    print(f"wrote {out / 'depth.json'}")
+    provenance.write(args.out, "depth", "depth", args, factors=FACTORS.tolist(), rows=rows)
 
 
 if __name__ == "__main__":

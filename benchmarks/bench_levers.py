@@ -108,7 +108,6 @@ def main():
     ap.add_argument("--work", default="out/bench_rd")
     ap.add_argument("--out", default=str(HERE / "results"))
     args = ap.parse_args()
-    from probewarp.baker.report import write_json
     rows = []
     for scene in args.scenes:
         probes = scene_probes(scene, args.n, args.res, args.work)
@@ -121,11 +120,7 @@ def main():
                   f"{row['distinct_per_cell']:5.2f} distinct/cell  held-out "
                   f"{row.get('heldout_psnr_db', float('nan')):6.2f} (neighbours "
                   f"{row.get('neighbour_psnr_db', float('nan')):6.2f})  {row['seconds']:5.1f} s", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / f"{args.name}.json", {
-        **provenance.header("levers", args), "rows": rows})
-    print(f"wrote {out / (args.name + '.json')}")
+    provenance.write(args.out, args.name, "levers", args, rows=rows)
 
 
 if __name__ == "__main__":

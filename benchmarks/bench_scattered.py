@@ -40,7 +40,6 @@ import provenance  # noqa: E402  (benchmarks/provenance.py)
 
 import numpy as np  # noqa: E402
 
-from probewarp.baker.report import write_json  # noqa: E402
 
 N_GRID = (16, 4, 16)
 R = 16
@@ -150,11 +149,7 @@ def main():
                       f"(GL {row.get('probewarp_gl_psnr_db', float('nan')):6.2f})   uncompressed "
                       f"neighbours {row['neighbours_psnr_db']:6.2f} dB   ({row['kept']} kept, "
                       f"{row['bytes_per_probe_kept']:.0f} B/probe, {bake_s:.0f} s)", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / f"{args.name}.json", {
-        **provenance.header("scattered", args), "rows": rows})
-    print(f"wrote {out / (args.name + '.json')}")
+    provenance.write(args.out, args.name, "scattered", args, rows=rows)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import provenance  # noqa: E402  (benchmarks/provenance.py)
 import lz4.frame  # noqa: E402
 import numpy as np  # noqa: E402
 
-from probewarp.baker.report import write_json  # noqa: E402
 from probewarp.baker.tetra import PROBES_PER_CELL, build_index, index_for_pages  # noqa: E402
 from probewarp.format import tetindex  # noqa: E402
 from probewarp.format.archive import Page, write_archive  # noqa: E402
@@ -157,10 +156,7 @@ def main(argv=None):
                    "max_items": idx.max_items}
         rows.append(big_row)
         print(big_row)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "tetindex.json", {**provenance.header("tetindex", args),
-                                       "default_probes_per_cell": PROBES_PER_CELL, "rows": rows})
+    provenance.write(args.out, "tetindex", "tetindex", args, default_probes_per_cell=PROBES_PER_CELL, rows=rows)
 
 
 if __name__ == "__main__":

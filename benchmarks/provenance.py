@@ -1,6 +1,7 @@
 """What every benchmark JSON records about its run: the benchmark's name, the
 commit measured, the machine and the parameters (the command's options
-without its output and work folders)."""
+without its output and work folders); :func:`write` puts it in front of a
+benchmark's results and writes the JSON."""
 from __future__ import annotations
 
 import os
@@ -19,3 +20,14 @@ def header(benchmark: str, args, skip=("out", "work", "name")) -> dict:
             "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                         "python": platform.python_version()},
             "parameters": {k: v for k, v in vars(args).items() if k not in skip}}
+
+
+def write(out_dir, name: str, benchmark: str, args, **results) -> Path:
+    """``OUT_DIR/NAME.json`` = :func:`header` then ``results`` (written
+    atomically, the folder made if needed); prints and returns the path."""
+    from probewarp.baker.report import write_json
+    path = Path(out_dir) / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_json(path, {**header(benchmark, args), **results})
+    print(f"wrote {path}")
+    return path
