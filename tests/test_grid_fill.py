@@ -154,27 +154,17 @@ def test_gl_equals_cpu_with_the_fill(gl, tmp_path, keep):
 def test_streamed_fill_equals_cpu_with_absent_pages(gl, tmp_path):
     """Few slots: the fill's outside neighbours are on other pages too; every
     decode equals the CPU decoder restricted to the resident pages."""
-    from probewarp.runtime.cubearray import CubemapArray
-    from probewarp.runtime.decode import CubemapDecoder
     from probewarp.runtime.streamer import Streamer
+    from streaming import streamed_frames
     path = fill_archive(tmp_path, 0.5, page_probes=6)
     dec = Decoder(path)
     g = dec.grid
     xs = g.lo + np.linspace(0, 1, 30)[:, None] * (g.hi - g.lo)
+    worst = 0.0
     with Streamer(gl, path, page_slots=8, uploads_per_frame=1) as s:
-        cd = CubemapDecoder(s, "rgba32f")
-        target = CubemapArray(gl, 8, 1, "rgba32f")
-        worst = 0.0
-        try:
-            for x in xs:
-                s.update(x)
-                cd.decode_into(target, x[None])
-                got = target.read()[0, ..., :3]
-                want = dec.decode(x[None], resident=s.resident)[0]
-                worst = max(worst, float(np.abs(tonemap(got) - tonemap(want)).max()))
-        finally:
-            target.release()
-            cd.release()
+        for x, _, resident, got in streamed_frames(s, xs):
+            want = dec.decode(x[None], resident=resident)[0]
+            worst = max(worst, float(np.abs(tonemap(got[..., :3]) - tonemap(want)).max()))
     assert worst <= PARITY_TOL
 
 

@@ -152,9 +152,8 @@ def test_streamer_pages_a_scattered_archive(gl, tmp_path):
     """Few slots, a path across the set: pages come and go, every frame's
     decode equals the CPU decoder restricted to the resident pages (absent
     corners dropped and renormalised, as for grids), within the budget."""
-    from probewarp.runtime.decode import CubemapDecoder
-    from probewarp.runtime.cubearray import CubemapArray
     from probewarp.runtime.streamer import Streamer
+    from streaming import streamed_frames
     rng = np.random.default_rng(21)
     p = scattered_positions("random", rng)
     path, pages, meta = make_scattered_archive(tmp_path / "s.pwa", p, page_probes=6, seed=3)
@@ -163,23 +162,13 @@ def test_streamer_pages_a_scattered_archive(gl, tmp_path):
     assert n_pages >= 10
     with Streamer(gl, path, page_slots=4, uploads_per_frame=1) as s:
         budget = s.budget_bytes
-        cd = CubemapDecoder(s, "rgba32f")
-        target = CubemapArray(gl, 8, 1, "rgba32f")
         path_x = np.stack([np.linspace(-5, 5, 40), np.full(40, 1.0), np.linspace(-4, 4, 40)], 1)
         worst, partial = 0.0, 0
-        try:
-            for x in path_x:
-                s.update(x)
-                cd.decode_into(target, x[None])
-                got = target.read()[0, ..., :3]
-                want = dec.decode(x[None], resident=s.resident)[0]
-                worst = max(worst, float(np.abs(tonemap(got) - tonemap(want)).max()))
-                needed = s.corner_pages(x[None])
-                partial += int(not s.resident[needed].all())
-                assert s.queried_gpu_bytes() == budget
-        finally:
-            target.release()
-            cd.release()
+        for x, _, resident, got in streamed_frames(s, path_x):
+            want = dec.decode(x[None], resident=resident)[0]
+            worst = max(worst, float(np.abs(tonemap(got[..., :3]) - tonemap(want)).max()))
+            partial += int(not resident[s.corner_pages(x[None])].all())
+            assert s.queried_gpu_bytes() == budget
         assert worst <= PARITY_TOL
         assert s.stats["evicted"] > 0 and s.stats["uploaded"] > 4
         assert partial > 0            # frames with absent corners happened and matched the CPU rule
