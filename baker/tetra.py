@@ -39,52 +39,11 @@ import numba
 import numpy as np
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
-from probewarp.format import constants, layout
-from probewarp.format.tetindex import MAX_CELLS_AXIS, TetIndex
+from probewarp.format import layout
+from probewarp.format.tetindex import MAX_CELLS_AXIS, TetIndex, closest_points, tet_barycentric
 
 #: Relative size (to the set's extent) under which an axis of the set counts as flat.
 FLAT_REL_TOL = 1e-9
-
-
-def _closest_on_triangles(q, a, b, c):
-    """Closest points on triangles (a, b, c) (T, 3) to each query (Q, 3):
-    (Q, T) squared distances and (Q, T, 3) barycentric weights of the closest points
-    (Ericson, Real-Time Collision Detection, 5.1.5, vectorised)."""
-    q = q[:, None, :]
-    ab, ac = (b - a)[None], (c - a)[None]
-    ap = q - a[None]
-    d1, d2 = np.sum(ab * ap, -1), np.sum(ac * ap, -1)
-    bp = q - b[None]
-    d3, d4 = np.sum(ab * bp, -1), np.sum(ac * bp, -1)
-    cp = q - c[None]
-    d5, d6 = np.sum(ab * cp, -1), np.sum(ac * cp, -1)
-    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
-    Q, T = ap.shape[0], ab.shape[1]
-    w = np.zeros((Q, T, 3))
-    done = np.zeros((Q, T), bool)
-
-    def put(mask, wa, wb, wc):
-        m = mask & ~done
-        w[m] = np.stack([wa, wb, wc], -1)[m]
-        done[m] = True
-
-    with np.errstate(divide="ignore", invalid="ignore"):
-        one, zero = np.ones((Q, T)), np.zeros((Q, T))
-        put((d1 <= 0) & (d2 <= 0), one, zero, zero)                         # vertex a
-        put((d3 >= 0) & (d4 <= d3), zero, one, zero)                        # vertex b
-        put((d6 >= 0) & (d5 <= d6), zero, zero, one)                        # vertex c
-        t = d1 / (d1 - d3)
-        put((vc <= 0) & (d1 >= 0) & (d3 <= 0), 1 - t, t, zero)              # edge ab
-        t = d2 / (d2 - d6)
-        put((vb <= 0) & (d2 >= 0) & (d6 <= 0), 1 - t, zero, t)              # edge ac
-        t = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        put((va <= 0) & ((d4 - d3) >= 0) & ((d5 - d6) >= 0), zero, 1 - t, t)  # edge bc
-        den = va + vb + vc
-        v, u = vb / den, vc / den
-        put(np.ones((Q, T), bool), 1 - v - u, v, u)                         # inside the face
-    w = np.nan_to_num(w)
-    p = w[..., 0:1] * a[None] + w[..., 1:2] * b[None] + w[..., 2:3] * c[None]
-    return np.sum((p - q) ** 2, -1), w
 
 
 class Tetrahedra:
@@ -174,10 +133,13 @@ class Tetrahedra:
         pts = self.tri.points
         if d == 3:
             tri = self.hull
-            dist, bw = _closest_on_triangles(xo, pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]])
-            best = np.argmin(dist, axis=1)
+            n, F = xo.shape[0], tri.shape[0]
+            f = np.tile(np.arange(F), n)                        # every (query, hull triangle) pair
+            d2, bw = closest_points(np.repeat(xo, F, axis=0), pts[tri[f, 0]], pts[tri[f, 1]], pts[tri[f, 2]],
+                                    np.full(n * F, 3))
+            best = np.argmin(d2.reshape(n, F), axis=1)
             ids[out, :3] = tri[best]
-            w[out, :3] = bw[np.arange(xo.shape[0]), best]
+            w[out, :3] = bw.reshape(n, F, 3)[np.arange(n), best]
             return
         seg = self.hull                                         # plane: project onto the hull's edges
         a, b = pts[seg[:, 0]], pts[seg[:, 1]]
@@ -201,101 +163,6 @@ PROBES_PER_CELL = 4.0
 #: cell border may land in either neighbour: both must list its simplex).
 CELL_MARGIN = 1e-3
 _JIT = dict(nogil=True, cache=True)
-
-
-@numba.njit(**_JIT)
-def _tet_bary(pos, s, x, flat_rel, lam):
-    """Barycentric coordinates of x in tetrahedron s (4 probe ids) into lam;
-    False for a flat tetrahedron (the builder drops those; the rule's own
-    test is format.tetindex._tet_pairs, GLSL pw_tet_bary)."""
-    a0, a1, a2 = pos[s[0], 0], pos[s[0], 1], pos[s[0], 2]
-    e10, e11, e12 = pos[s[1], 0] - a0, pos[s[1], 1] - a1, pos[s[1], 2] - a2
-    e20, e21, e22 = pos[s[2], 0] - a0, pos[s[2], 1] - a1, pos[s[2], 2] - a2
-    e30, e31, e32 = pos[s[3], 0] - a0, pos[s[3], 1] - a1, pos[s[3], 2] - a2
-    p0, p1, p2 = x[0] - a0, x[1] - a1, x[2] - a2
-    # c23 = e2 x e3
-    c0, c1, c2 = e21 * e32 - e22 * e31, e22 * e30 - e20 * e32, e20 * e31 - e21 * e30
-    det = e10 * c0 + e11 * c1 + e12 * c2
-    scale = (np.sqrt(e10 * e10 + e11 * e11 + e12 * e12) * np.sqrt(e20 * e20 + e21 * e21 + e22 * e22)
-             * np.sqrt(e30 * e30 + e31 * e31 + e32 * e32))
-    if not abs(det) > flat_rel * scale:
-        return False
-    l1 = (p0 * c0 + p1 * c1 + p2 * c2) / det
-    # e1 . (p x e3)
-    q0, q1, q2 = p1 * e32 - p2 * e31, p2 * e30 - p0 * e32, p0 * e31 - p1 * e30
-    l2 = (e10 * q0 + e11 * q1 + e12 * q2) / det
-    # e1 . (e2 x p)
-    r0, r1, r2 = e21 * p2 - e22 * p1, e22 * p0 - e20 * p2, e20 * p1 - e21 * p0
-    l3 = (e10 * r0 + e11 * r1 + e12 * r2) / det
-    lam[0], lam[1], lam[2], lam[3] = 1.0 - l1 - l2 - l3, l1, l2, l3
-    return True
-
-
-@numba.njit(**_JIT)
-def _closest(pos, s, k, x, w):
-    """Squared distance from x to the simplex s of k <= 3 corners (point,
-    segment, triangle) and the barycentric weights of its closest point, in w
-    (Ericson, Real-Time Collision Detection 5.1.5): the builder's distance
-    bounds (the rule's own: format.tetindex._closest_pairs, GLSL pw_closest)."""
-    w[0] = 1.0
-    w[1] = 0.0
-    w[2] = 0.0
-    w[3] = 0.0
-    a = pos[s[0]]
-    if k == 1:
-        return (x[0] - a[0]) ** 2 + (x[1] - a[1]) ** 2 + (x[2] - a[2]) ** 2
-    b = pos[s[1]]
-    if k == 2:
-        ab0, ab1, ab2 = b[0] - a[0], b[1] - a[1], b[2] - a[2]
-        den = ab0 * ab0 + ab1 * ab1 + ab2 * ab2
-        t = 0.0
-        if den > 0.0:
-            t = ((x[0] - a[0]) * ab0 + (x[1] - a[1]) * ab1 + (x[2] - a[2]) * ab2) / den
-        t = min(max(t, 0.0), 1.0)
-        w[0], w[1] = 1.0 - t, t
-        return ((a[0] + t * ab0 - x[0]) ** 2 + (a[1] + t * ab1 - x[1]) ** 2 + (a[2] + t * ab2 - x[2]) ** 2)
-    c = pos[s[2]]
-    ab = (b[0] - a[0], b[1] - a[1], b[2] - a[2])
-    ac = (c[0] - a[0], c[1] - a[1], c[2] - a[2])
-    ap = (x[0] - a[0], x[1] - a[1], x[2] - a[2])
-    d1 = ab[0] * ap[0] + ab[1] * ap[1] + ab[2] * ap[2]
-    d2 = ac[0] * ap[0] + ac[1] * ap[1] + ac[2] * ap[2]
-    bp = (x[0] - b[0], x[1] - b[1], x[2] - b[2])
-    d3 = ab[0] * bp[0] + ab[1] * bp[1] + ab[2] * bp[2]
-    d4 = ac[0] * bp[0] + ac[1] * bp[1] + ac[2] * bp[2]
-    cp = (x[0] - c[0], x[1] - c[1], x[2] - c[2])
-    d5 = ab[0] * cp[0] + ab[1] * cp[1] + ab[2] * cp[2]
-    d6 = ac[0] * cp[0] + ac[1] * cp[1] + ac[2] * cp[2]
-    va, vb, vc = d3 * d6 - d5 * d4, d5 * d2 - d1 * d6, d1 * d4 - d3 * d2
-    u = 0.0
-    v = 0.0                       # closest point a + u ab + v ac
-    if d1 <= 0.0 and d2 <= 0.0:
-        u, v = 0.0, 0.0
-    elif d3 >= 0.0 and d4 <= d3:
-        u, v = 1.0, 0.0
-    elif d6 >= 0.0 and d5 <= d6:
-        u, v = 0.0, 1.0
-    elif vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
-        u, v = d1 / (d1 - d3), 0.0
-    elif vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
-        u, v = 0.0, d2 / (d2 - d6)
-    elif va <= 0.0 and d4 - d3 >= 0.0 and d5 - d6 >= 0.0:
-        t = (d4 - d3) / ((d4 - d3) + (d5 - d6))
-        u, v = 1.0 - t, t
-    else:
-        den = va + vb + vc
-        u, v = vb / den, vc / den
-    w[0], w[1], w[2] = 1.0 - u - v, u, v
-    return ((ap[0] - u * ab[0] - v * ac[0]) ** 2 + (ap[1] - u * ab[1] - v * ac[1]) ** 2
-            + (ap[2] - u * ab[2] - v * ac[2]) ** 2)
-
-
-@numba.njit(**_JIT)
-def _corners(s):
-    k = 0
-    while k < 4 and s[k] != 0xFFFFFFFF:
-        k += 1
-    return k
 
 
 # -- building ---------------------------------------------------------------------
@@ -420,12 +287,6 @@ def _morton(x, ref):
     return code
 
 
-def _element_dist2(pos, simp, e, x):
-    w = np.zeros(4)
-    s = simp[e]
-    return _closest(pos, s, _corners(s), x, w)
-
-
 def build_index(positions, records, probes_per_cell: float = PROBES_PER_CELL) -> TetIndex:
     """The archive's tetrahedral index of ``positions`` (P, 3) (rounded to
     float32, as pages store them) with each probe's page record (P,)."""
@@ -436,9 +297,8 @@ def build_index(positions, records, probes_per_cell: float = PROBES_PER_CELL) ->
     mode = t.mode
     if mode == "tetrahedra":
         tets = t.tri.simplices.astype(np.int64)
-        lam_ok = np.array([_tet_bary(pos, s, pos[s[0]], float(constants.TET_FLAT_REL), np.zeros(4))
-                           for s in tets], bool) if tets.size else np.zeros(0, bool)
-        tets = tets[lam_ok]
+        v = pos[tets]
+        tets = tets[tet_barycentric(v[:, 0], v[:, 0], v[:, 1], v[:, 2], v[:, 3])[1]]   # flat slivers hold nothing
         tets = tets[np.argsort(_morton(pos[tets].mean(axis=1), pos), kind="stable")]   # nearby ids per cell
         dist_elems = t.hull.astype(np.int64)                 # the hull's outer triangles
         main = tets
@@ -456,7 +316,6 @@ def build_index(positions, records, probes_per_cell: float = PROBES_PER_CELL) ->
     simp_ids[:E_main] = main
     simp_ids[E_main:, :dist_elems.shape[1]] = dist_elems
     simplices = layout.pack_simplices(simp_ids)
-    simp = simplices["probes"].astype(np.int64)
 
     lo32, hi32 = p32.min(axis=0), p32.max(axis=0)
     lo, hi = lo32.astype(np.float64), hi32.astype(np.float64)
@@ -494,15 +353,33 @@ def build_index(positions, records, probes_per_cell: float = PROBES_PER_CELL) ->
         k = min(8, cen.shape[0])
         _, near = tree.query(centre, k=k)
         near = np.asarray(near).reshape(need_ids.size, k)
+        def dist(x, e):            # distances from points x (m, 3) to distance elements e (m,)
+            ids = simp_ids[E_main + e]
+            v = pos[np.maximum(ids, 0)]
+            return np.sqrt(closest_points(x, v[:, 0], v[:, 1], v[:, 2], (ids >= 0).sum(axis=1))[0])
+
+        # T = min over the near elements g of max over the 8 corners of dist(corner, g)
         bound = np.empty(need_ids.size)
-        for r in range(need_ids.size):              # T = min over near g of max over corners dist(corner, g)
-            bound[r] = min(max(np.sqrt(_element_dist2(pos, simp, E_main + int(gi), corners[r, c]))
-                               for c in range(8)) for gi in near[r])
+        for a in range(0, need_ids.size, 4096):                 # bounded memory: 4096 cells x k x 8 pairs
+            r = slice(a, a + 4096)
+            n = corners[r].shape[0]
+            x = np.broadcast_to(corners[r, None], (n, k, 8, 3)).reshape(-1, 3)
+            e = np.broadcast_to(near[r, :, None], (n, k, 8)).reshape(-1)
+            bound[r] = dist(x, e).reshape(n, k, 8).max(axis=2).min(axis=1)
         cand = tree.query_ball_point(centre, bound + half + rad)
+        lens = np.array([len(c) for c in cand], np.int64)
+        rows = np.repeat(np.arange(need_ids.size), lens)
+        elem = np.concatenate([np.asarray(c, np.int64) for c in cand]) if rows.size else rows
+        keep = np.zeros(rows.size, bool)
+        for a in range(0, rows.size, 1 << 18):
+            r = slice(a, a + (1 << 18))
+            keep[r] = dist(centre[rows[r]], elem[r]) - half[rows[r]] <= bound[rows[r]]
+        rows, elem = rows[keep], elem[keep]
+        order = np.lexsort((elem, rows))                          # per cell, ascending
+        rows, elem = rows[order], E_main + elem[order]
+        starts = np.searchsorted(rows, np.arange(need_ids.size + 1))
         for r in range(need_ids.size):
-            keep = [E_main + int(f) for f in sorted(cand[r])
-                    if np.sqrt(_element_dist2(pos, simp, E_main + int(f), centre[r])) - half[r] <= bound[r]]
-            dist_lists[int(need_ids[r])] = keep
+            dist_lists[int(need_ids[r])] = elem[starts[r]:starts[r + 1]]
     # 3. CSR: per cell its tetrahedra (ascending), then its distance elements (ascending)
     if E_main:
         per_cell = [flat[offs[c]:offs[c + 1]] for c in range(C)]     # grouped by cell, ascending

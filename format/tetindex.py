@@ -199,11 +199,12 @@ def from_bytes(raw: bytes, m: dict, page_probes: np.ndarray, where: str) -> TetI
 LOOKUP_CHUNK = 1 << 18
 
 
-def _closest_pairs(x, a, b, c, k):
+def closest_points(x, a, b, c, k):
     """Per pair: squared distance from x to the point (k = 1), segment (2) or
     triangle (3) with corners a, b, c (n, 3 each) and the (n, 3) barycentric
     weights of the closest point (Ericson, Real-Time Collision Detection
-    5.1.5; GLSL twin pw_closest)."""
+    5.1.5; GLSL twin pw_closest). The rule's primitive, also the index
+    builder's distance bounds and Tetrahedra's projection onto the hull."""
     n = x.shape[0]
     u = np.zeros(n)
     v = np.zeros(n)
@@ -243,7 +244,7 @@ def _closest_pairs(x, a, b, c, k):
     return np.einsum("ij,ij->i", d, d), w
 
 
-def _tet_pairs(x, a, b, c, d):
+def tet_barycentric(x, a, b, c, d):
     """Per pair: barycentric coordinates (n, 4) of x in tetrahedron (a, b, c, d)
     and whether it is flat (GLSL twin pw_tet_bary, Cramer's rule)."""
     e1, e2, e3, p = b - a, c - a, d - a, x - a
@@ -296,11 +297,11 @@ def lookup(index: TetIndex, q, with_corners: bool = False):
         e = cells[start[rows] + rank]
         s, k, x = simp[e], corners[e], x_all[rows]
         P = pos[np.maximum(s, 0)]                  # (n, 4, 3); unused corners read probe 0, ignored
-        lam, ok = _tet_pairs(x, P[:, 0], P[:, 1], P[:, 2], P[:, 3])
+        lam, ok = tet_barycentric(x, P[:, 0], P[:, 1], P[:, 2], P[:, 3])
         is_tet = (k == 4) & ok
         m = lam.min(axis=1)
         inside = is_tet & (m >= -constants.TET_INSIDE_EPS)
-        d2, cw = _closest_pairs(x, P[:, 0], P[:, 1], P[:, 2], k)
+        d2, cw = closest_points(x, P[:, 0], P[:, 1], P[:, 2], k)
         d2 = np.where(k < 4, d2, np.inf)
         big = rows.size + 1
         # per row: the first inside tetrahedron; else the first closest; else the least-outside

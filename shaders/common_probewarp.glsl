@@ -320,7 +320,7 @@ PwStencil pw_find_probes(vec3 x)
 }
 #else
 // Barycentric coordinates of x in tetrahedron s; false when it is flat.
-// CPU twin: probewarp.format.tetindex._tet_pairs.
+// CPU twin: probewarp.format.tetindex.tet_barycentric.
 bool pw_tet_bary(PwSimplex s, vec3 x, out vec4 lam)
 {
     vec3 a = pw_probes[s.probes[0]].xyz;
@@ -342,7 +342,7 @@ bool pw_tet_bary(PwSimplex s, vec3 x, out vec4 lam)
 
 // Squared distance from x to a point, segment or triangle (k corners) and the
 // barycentric weights of its closest point (Ericson, RTCD 5.1.5).
-// CPU twin: probewarp.format.tetindex._closest_pairs.
+// CPU twin: probewarp.format.tetindex.closest_points.
 float pw_closest(PwSimplex s, int k, vec3 x, out vec4 w)
 {
     w = vec4(1.0, 0.0, 0.0, 0.0);
