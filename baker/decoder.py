@@ -97,6 +97,16 @@ def pw_from_domain(y: np.ndarray, domain: str, y_max: float | None = None) -> np
     return from_domain(y, domain)
 
 
+def _renormalise(w, present):
+    """The shared fallback of the stencil rules (GLSL ``pw_stencil_finish``):
+    weights of the probes not ``present`` zeroed, the rest renormalised, equal
+    shares when they sum to 0, all zero when none is present. (Q, K) each."""
+    w = np.where(present, w, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    count = present.sum(axis=1, keepdims=True)
+    return np.where(total > 0, w / np.where(total > 0, total, 1.0), present / np.maximum(count, 1))
+
+
 class Decoder:
     """CPU reference decoder over a whole archive (or a list of pages).
 
@@ -195,20 +205,12 @@ class Decoder:
             if resident is not None:
                 present &= np.asarray(resident, bool)[page]
             ids = np.where(present, self._page_ids[self._page_first[page] + local], 0)
-            w = np.where(present, w, 0.0)
-            total = w.sum(axis=1, keepdims=True)
-            count = present.sum(axis=1, keepdims=True)
-            w = np.where(total > 0, w / np.where(total > 0, total, 1.0),
-                         present / np.maximum(count, 1))
-            return ids, w
+            return ids, _renormalise(w, present)
         if self.tet_index is not None:
             ids4, w4, k = tetindex.lookup(self.tet_index, q, with_corners=True)
             if resident is not None:          # the grid rule for corners on absent pages (GLSL too)
                 present = (np.arange(4) < k[:, None]) & np.asarray(resident, bool)[self._probe_page[ids4]]
-                w4 = np.where(present, w4, 0.0)
-                total = w4.sum(axis=1, keepdims=True)
-                count = present.sum(axis=1, keepdims=True)
-                w4 = np.where(total > 0, w4 / np.where(total > 0, total, 1.0), present / np.maximum(count, 1))
+                w4 = _renormalise(w4, present)
             ids = np.zeros((q.shape[0], 8), np.int64)
             w = np.zeros((q.shape[0], 8))
             ids[:, :4], w[:, :4] = ids4, w4

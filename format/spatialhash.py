@@ -60,6 +60,19 @@ def split_record(rec):
     return rec >> PAGE_SHIFT, rec & (MAX_PAGE_PROBES - 1)
 
 
+def first_bad_record(rec, page_probes) -> int:
+    """Index of the first record that names a page the page table does not
+    have or a probe beyond that page's ``page_probes`` (the table's
+    ``n_probes``), -1 when all are inside: what the GPU follows must land in
+    its buffers (the hash's records, a tetrahedral index's probes)."""
+    page, local = split_record(rec)
+    counts = np.asarray(page_probes, np.int64)
+    bad = page >= counts.size
+    if not bad.any() and page.size:
+        bad = local >= counts[page]
+    return int(np.flatnonzero(bad)[0]) if bad.any() else -1
+
+
 def capacity_for(n: int) -> int:
     """Power-of-two table size with load at most :data:`MAX_LOAD` (at least 16)."""
     need = max(16, int(np.ceil(max(int(n), 1) / MAX_LOAD)))

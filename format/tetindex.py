@@ -156,13 +156,9 @@ def from_bytes(raw: bytes, m: dict, page_probes: np.ndarray, where: str) -> TetI
     cells = np.frombuffer(raw, layout.CELL_DTYPE, count=C + 1 + K, offset=o)
     if not np.isfinite(probes["xyz"]).all():
         raise InputError(f"{where}: field probes: a position is not finite")
-    page, local = spatialhash.split_record(probes["record"])
-    n_pages = int(np.asarray(page_probes).size)
-    bad = page >= n_pages
-    if not bad.any() and P:
-        bad = local >= np.asarray(page_probes, np.int64)[page]
-    if bad.any():
-        k = int(np.flatnonzero(bad)[0])
+    k = spatialhash.first_bad_record(probes["record"], page_probes)
+    if k >= 0:
+        page, local = spatialhash.split_record(probes["record"])
         raise InputError(f"{where}: field probes: probe {k}'s record names page {int(page[k])}, probe "
                          f"{int(local[k])}, which the page table does not hold")
     if P and np.unique(probes["record"]).size != P:

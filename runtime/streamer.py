@@ -232,15 +232,11 @@ class Streamer:
             raise InputError(f"{self.path}: field hash: max_probe {self.hash_max_probe} outside "
                              f"[1, {h.shape[0]}]")
         rec = h[:, 1][h[:, 0] != spatialhash.EMPTY]
-        if rec.size:
+        k = spatialhash.first_bad_record(rec, table["n_probes"])
+        if k >= 0:
             page, local = spatialhash.split_record(rec)
-            bad = page >= self.n_pages
-            if not bad.any():
-                bad = local >= table["n_probes"].astype(np.int64)[page]
-            if bad.any():
-                k = int(np.flatnonzero(bad)[0])
-                raise InputError(f"{self.path}: field hash: a record names page {int(page[k])}, probe "
-                                 f"{int(local[k])}, which the page table does not hold")
+            raise InputError(f"{self.path}: field hash: a record names page {int(page[k])}, probe "
+                             f"{int(local[k])}, which the page table does not hold")
 
     # -- budget ---------------------------------------------------------------
     @property
